@@ -1,0 +1,29 @@
+# The two commands of the README: `make run` and `make test`. Both start the local
+# services first (scripts/dev-env: PostgreSQL primary + streaming replica, RabbitMQ).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+DEV_ENV := scripts/dev-env
+
+.PHONY: run test services services-down lint build bench
+
+## Start the services, migrate, seed a 1,000-store chain if empty, run `storeops all`.
+run: services
+	scripts/run-local
+
+## Start the services, then fmt, clippy and the whole test suite against them.
+test: services
+	scripts/test
+
+services:
+	$(DEV_ENV) up
+
+services-down:
+	$(DEV_ENV) down
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --locked -- -D warnings
+
+build:
+	cargo build --locked

@@ -1,0 +1,2 @@
+DROP TABLE store_closures;
+DROP TABLE stores;

@@ -1,0 +1,388 @@
+//! Configuration from environment variables (12-factor), validated once at start-up.
+//!
+//! Every variable is parsed here and nowhere else; a bad value fails start-up with a
+//! message naming the variable. Secrets are wrapped in [`Secret`] so they cannot reach
+//! logs or error bodies by accident.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+/// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A connection URL that may carry a password; it prints without the password.
+#[derive(Clone)]
+pub struct ConnectionUrl(Secret);
+
+impl ConnectionUrl {
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+impl fmt::Debug for ConnectionUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for ConnectionUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(self.0.expose()))
+    }
+}
+
+/// `scheme://user:password@host/...` → `scheme://user:***@host/...`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "[unparseable url]".to_owned();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicKeyAlgorithm {
+    Rs256,
+    Es256,
+}
+
+/// How bearer tokens are verified.
+#[derive(Debug, Clone)]
+pub enum JwtVerification {
+    /// HS256 with a shared secret (local use, tests, small deployments).
+    SharedSecret(Secret),
+    /// RS256/ES256 with a PEM public key read from a file (production).
+    PublicKey {
+        path: PathBuf,
+        algorithm: PublicKeyAlgorithm,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            var,
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    database_url: Option<ConnectionUrl>,
+    pub database_replica_urls: Vec<ConnectionUrl>,
+    amqp_url: Option<ConnectionUrl>,
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    jwt: Option<JwtVerification>,
+    pub log_format: LogFormat,
+    pub shutdown_grace: Duration,
+    pub shutdown_drain: Duration,
+    pub db_pool_max: u32,
+    pub db_pool_min: u32,
+    pub db_acquire_timeout: Duration,
+    pub db_statement_timeout: Duration,
+    pub request_timeout: Duration,
+    pub body_limit_bytes: usize,
+    pub ingest_body_limit_bytes: usize,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Parses from any variable source, so validation is testable without touching the
+    /// process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let database_url = env.url("DATABASE_URL", &["postgres", "postgresql"])?;
+        let database_replica_urls = env
+            .get("DATABASE_REPLICA_URLS")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(|u| parse_url("DATABASE_REPLICA_URLS", u, &["postgres", "postgresql"]))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let amqp_url = env.url("AMQP_URL", &["amqp", "amqps"])?;
+        let jwt = match (
+            env.get("AUTH_JWT_SECRET"),
+            env.get("AUTH_JWT_PUBLIC_KEY_FILE"),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "AUTH_JWT_SECRET",
+                    "set either AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY_FILE, not both",
+                ));
+            }
+            (Some(secret), None) => {
+                if secret.len() < 32 {
+                    return Err(ConfigError::new(
+                        "AUTH_JWT_SECRET",
+                        "must be at least 32 bytes long",
+                    ));
+                }
+                Some(JwtVerification::SharedSecret(Secret::new(secret)))
+            }
+            (None, Some(path)) => {
+                let algorithm = match env.get("AUTH_JWT_ALGORITHM").as_deref() {
+                    None | Some("RS256") => PublicKeyAlgorithm::Rs256,
+                    Some("ES256") => PublicKeyAlgorithm::Es256,
+                    Some(other) => {
+                        return Err(ConfigError::new(
+                            "AUTH_JWT_ALGORITHM",
+                            format!("must be RS256 or ES256, got {other:?}"),
+                        ));
+                    }
+                };
+                Some(JwtVerification::PublicKey {
+                    path: PathBuf::from(path),
+                    algorithm,
+                })
+            }
+            (None, None) => None,
+        };
+        let log_format = match env.get("LOG_FORMAT").as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "LOG_FORMAT",
+                    format!("must be json or pretty, got {other:?}"),
+                ));
+            }
+        };
+        let db_pool_max = env.parse_in("DATABASE_POOL_MAX", 20u32, 1..=1000)?;
+        let db_pool_min = env.parse_in("DATABASE_POOL_MIN", 0u32, 0..=db_pool_max)?;
+        Ok(Self {
+            database_url,
+            database_replica_urls,
+            amqp_url,
+            http_addr: env.parse("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            admin_addr: env.parse("ADMIN_ADDR", SocketAddr::from(([127, 0, 0, 1], 9464)))?,
+            jwt,
+            log_format,
+            shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECONDS", 30, 1..=3600)?,
+            shutdown_drain: env.seconds("SHUTDOWN_DRAIN_SECONDS", 0, 0..=600)?,
+            db_pool_max,
+            db_pool_min,
+            db_acquire_timeout: env.seconds("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 5, 1..=120)?,
+            db_statement_timeout: env.seconds(
+                "DATABASE_STATEMENT_TIMEOUT_SECONDS",
+                15,
+                1..=3600,
+            )?,
+            request_timeout: env.seconds("HTTP_REQUEST_TIMEOUT_SECONDS", 30, 1..=600)?,
+            body_limit_bytes: env.parse_in("HTTP_BODY_LIMIT_BYTES", 256 * 1024, 1024..=64 << 20)?,
+            ingest_body_limit_bytes: env.parse_in(
+                "HTTP_INGEST_BODY_LIMIT_BYTES",
+                256 << 20,
+                1024..=1 << 30,
+            )?,
+        })
+    }
+
+    pub fn database_url(&self) -> Result<&ConnectionUrl, ConfigError> {
+        self.database_url
+            .as_ref()
+            .ok_or_else(|| ConfigError::new("DATABASE_URL", "is required for this command"))
+    }
+
+    pub fn amqp_url(&self) -> Result<&ConnectionUrl, ConfigError> {
+        self.amqp_url
+            .as_ref()
+            .ok_or_else(|| ConfigError::new("AMQP_URL", "is required for this command"))
+    }
+
+    pub fn jwt(&self) -> Result<&JwtVerification, ConfigError> {
+        self.jwt.as_ref().ok_or_else(|| {
+            ConfigError::new(
+                "AUTH_JWT_SECRET",
+                "AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY_FILE is required for this command",
+            )
+        })
+    }
+}
+
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    /// Unset and empty are the same: an empty variable is how most deploy tools unset one.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn parse<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e| ConfigError::new(name, format!("cannot parse {raw:?}: {e}"))),
+        }
+    }
+
+    fn parse_in<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Debug,
+        T::Err: fmt::Display,
+    {
+        let value = self.parse(name, default)?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::new(
+                name,
+                format!(
+                    "{value:?} is out of range {:?}..={:?}",
+                    range.start(),
+                    range.end()
+                ),
+            ))
+        }
+    }
+
+    fn seconds(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.parse_in(name, default, range).map(Duration::from_secs)
+    }
+
+    fn url(
+        &self,
+        name: &'static str,
+        schemes: &[&str],
+    ) -> Result<Option<ConnectionUrl>, ConfigError> {
+        self.get(name)
+            .map(|raw| parse_url(name, raw.trim(), schemes))
+            .transpose()
+    }
+}
+
+fn parse_url(
+    name: &'static str,
+    raw: &str,
+    schemes: &[&str],
+) -> Result<ConnectionUrl, ConfigError> {
+    match raw.split_once("://") {
+        Some((scheme, rest)) if schemes.contains(&scheme) && !rest.is_empty() => {
+            Ok(ConnectionUrl(Secret::new(raw)))
+        }
+        // Never echo the value: it may hold a password.
+        _ => Err(ConfigError::new(
+            name,
+            format!("must be a URL starting with {}://", schemes.join(":// or ")),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let config = load(&[]).expect("empty environment is valid");
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.admin_addr.to_string(), "127.0.0.1:9464");
+        assert!(config.database_url().is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_hide_secrets() {
+        let err = load(&[("HTTP_ADDR", "nope")]).unwrap_err();
+        assert_eq!(err.var, "HTTP_ADDR");
+        let err = load(&[("DATABASE_URL", "mysql://u:hunter2@h/db")]).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        assert!(!err.to_string().contains("hunter2"));
+        let err = load(&[("AUTH_JWT_SECRET", "short")]).unwrap_err();
+        assert_eq!(err.var, "AUTH_JWT_SECRET");
+        let err = load(&[("SHUTDOWN_GRACE_SECONDS", "0")]).unwrap_err();
+        assert_eq!(err.var, "SHUTDOWN_GRACE_SECONDS");
+        let err = load(&[("LOG_FORMAT", "xml")]).unwrap_err();
+        assert_eq!(err.var, "LOG_FORMAT");
+    }
+
+    #[test]
+    fn urls_print_without_passwords() {
+        let config = load(&[
+            ("DATABASE_URL", "postgres://app:hunter2@db:5432/storeops"),
+            ("AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ])
+        .expect("valid");
+        let url = config.database_url().expect("set");
+        assert_eq!(url.to_string(), "postgres://app:***@db:5432/storeops");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("0123456789abcdef"), "{debug}");
+    }
+}

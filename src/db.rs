@@ -1,0 +1,117 @@
+//! The primary's connection pool and the schema migrations (`storeops migrate`).
+//! Serving roles never migrate: they only check that the schema is at the version
+//! this build expects (readiness).
+
+use std::time::Duration;
+
+use sqlx::{
+    PgPool,
+    migrate::{MigrateError, Migrator},
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::config::{Config, ConfigError};
+
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// A lazily connecting pool: start-up never blocks on the database, readiness reports it.
+pub fn connect(config: &Config, application: &str) -> Result<PgPool, ConfigError> {
+    let url = config.database_url()?;
+    let options: PgConnectOptions = url.expose().parse().map_err(|e| ConfigError {
+        var: "DATABASE_URL",
+        reason: format!("cannot parse: {e}"),
+    })?;
+    let statement_timeout = format!("{}ms", config.db_statement_timeout.as_millis());
+    let options = options
+        .application_name(&format!("storeops-{application}"))
+        .options([("statement_timeout", statement_timeout.as_str())]);
+    Ok(PgPoolOptions::new()
+        .max_connections(config.db_pool_max)
+        .min_connections(config.db_pool_min)
+        .acquire_timeout(config.db_acquire_timeout)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .connect_lazy_with(options))
+}
+
+/// The version of the newest migration compiled into this binary.
+pub fn expected_schema_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// `Ok` when every migration this build knows is applied and none failed half-way.
+pub async fn check_schema(db: &PgPool) -> Result<(), String> {
+    let applied: Option<(Option<i64>, bool)> =
+        sqlx::query_as("SELECT max(version), bool_and(success) FROM _sqlx_migrations")
+            .fetch_optional(db)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
+                    "schema not migrated (run `storeops migrate up`)".to_owned()
+                }
+                other => format!("cannot read schema version: {other}"),
+            })?;
+    let expected = expected_schema_version();
+    match applied {
+        Some((_, false)) => {
+            Err("a migration failed part-way; see `storeops migrate status`".to_owned())
+        }
+        Some((Some(version), true)) if version == expected => Ok(()),
+        Some((Some(version), true)) if version > expected => Err(format!(
+            "schema is at {version}, newer than this build's {expected}"
+        )),
+        Some((version, _)) => Err(format!(
+            "schema is at {}, this build needs {expected} (run `storeops migrate up`)",
+            version.unwrap_or(0)
+        )),
+        None => Err("schema not migrated (run `storeops migrate up`)".to_owned()),
+    }
+}
+
+pub async fn ping(db: &PgPool) -> Result<(), String> {
+    sqlx::query("SELECT 1")
+        .execute(db)
+        .await
+        .map(drop)
+        .map_err(|e| format!("database unreachable: {e}"))
+}
+
+/// One line per migration this build knows, with whether it is applied.
+pub async fn migration_status(db: &PgPool) -> Result<Vec<(i64, String, bool)>, MigrateError> {
+    let applied = applied_versions(db).await?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| {
+            (
+                m.version,
+                m.description.to_string(),
+                applied.contains(&m.version),
+            )
+        })
+        .collect())
+}
+
+/// Reverts the newest `steps` applied migrations.
+pub async fn migrate_down(db: &PgPool, steps: usize) -> Result<Vec<i64>, MigrateError> {
+    let mut applied = applied_versions(db).await?;
+    applied.reverse();
+    let reverted: Vec<i64> = applied.iter().take(steps).copied().collect();
+    let target = applied.get(steps).copied().unwrap_or(0);
+    MIGRATOR.undo(db, target).await?;
+    Ok(reverted)
+}
+
+/// Applied migration versions, oldest first; none when the table does not exist yet.
+async fn applied_versions(db: &PgPool) -> Result<Vec<i64>, MigrateError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(db)
+        .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    Ok(
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(db)
+            .await?,
+    )
+}

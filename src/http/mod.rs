@@ -1,0 +1,111 @@
+//! The public HTTP API: state, router assembly, middleware order and the OpenAPI document.
+
+pub mod extract;
+pub mod middleware;
+pub mod pagination;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, FromRef},
+    http::{HeaderName, StatusCode},
+    routing::get,
+};
+use sqlx::PgPool;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::{auth::JwtVerifier, stores};
+
+/// What handlers can reach; each handler takes only the parts it needs (`FromRef`).
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub db: PgPool,
+    pub verifier: Arc<JwtVerifier>,
+}
+
+/// Limits that shape the router.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub body_limit_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "storeops",
+        description = "Daily operations of a retail chain: store tasks, their sources, and compliance.",
+    ),
+    modifiers(&BearerAuth),
+    tags((name = "stores", description = "Regions, stores and staff")),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("JWT".to_owned());
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Every `/api/v1` route, with its OpenAPI description.
+fn api_routes() -> OpenApiRouter<AppState> {
+    let staff = stores::router().layer(axum::middleware::from_fn(crate::auth::require_staff));
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", staff)
+}
+
+/// The OpenAPI 3.1 document, generated from the same route table that serves requests.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+/// The whole public router.
+pub fn router(state: AppState, limits: HttpLimits) -> Router {
+    let (api, openapi) = api_routes()
+        .layer(axum::middleware::from_fn_with_state(
+            state.verifier.clone(),
+            crate::auth::authenticate,
+        ))
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
+    let request_id = HeaderName::from_static("x-request-id");
+    api.route(
+        "/openapi.json",
+        get(move || {
+            let openapi = openapi.clone();
+            async move { axum::Json(openapi.as_ref().clone()) }
+        }),
+    )
+    .fallback(|| async { StatusCode::NOT_FOUND })
+    .with_state(state)
+    // Listed innermost first: the request id is set before the span is made, and every
+    // error, including a timeout or a panic, is turned into problem+json last.
+    .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
+    .layer(TimeoutLayer::with_status_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        limits.request_timeout,
+    ))
+    .layer(CatchPanicLayer::custom(middleware::panic_response))
+    .layer(axum::middleware::from_fn(
+        middleware::problem_for_bare_errors,
+    ))
+    .layer(axum::middleware::from_fn(middleware::track_metrics))
+    .layer(PropagateRequestIdLayer::new(request_id.clone()))
+    .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
+    .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}

@@ -1,0 +1,17 @@
+//! storeops: the daily operations of a retail chain, as one modular monolith deployed
+//! as api, worker and scheduler roles. See docs/ARCHITECTURE.md.
+
+pub mod admin;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod ids;
+pub mod metrics;
+pub mod roles;
+pub mod shutdown;
+pub mod stores;
+pub mod telemetry;

@@ -1,0 +1,48 @@
+//! The api role: the public HTTP server.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use super::RoleParts;
+use crate::{
+    admin::Check,
+    auth::JwtVerifier,
+    config::Config,
+    http::{self, AppState, HttpLimits},
+    shutdown::Shutdown,
+};
+
+pub async fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> anyhow::Result<RoleParts> {
+    let verifier = Arc::new(JwtVerifier::new(config.jwt()?).context("loading the JWT key")?);
+    let router = http::router(
+        AppState {
+            db: db.clone(),
+            verifier,
+        },
+        HttpLimits {
+            body_limit_bytes: config.body_limit_bytes,
+            request_timeout: config.request_timeout,
+        },
+    );
+    let listener = TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP_ADDR {}", config.http_addr))?;
+    tracing::info!(addr = %config.http_addr, "api listening");
+    let shutdown = shutdown.clone();
+    let task = async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.stop_accepting().await;
+                tracing::info!("api: no longer accepting; finishing in-flight requests");
+            })
+            .await
+            .context("api server")
+    };
+    Ok(RoleParts {
+        checks: vec![Check::database(db.clone()), Check::schema(db)],
+        task: Box::pin(task),
+    })
+}

@@ -1,0 +1,150 @@
+//! The chain itself: regions, stores (ERP code, time zone, format, opening hours,
+//! closure dates) and their staff. Read-mostly; written by `storeops seed` and, later,
+//! by master-data integrations.
+
+mod repo;
+mod routes;
+pub mod seed;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub use routes::router;
+
+crate::uuid_id!(
+    /// A store, as the API returns it and as JWT `store_id` claims name it.
+    StoreId
+);
+crate::uuid_id!(RegionId);
+crate::uuid_id!(StaffId);
+
+/// A region's code (`moscow`, `far-east`): lowercase letters, digits and dashes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, pattern = "^[a-z0-9][a-z0-9-]{1,31}$")]
+pub struct RegionCode(String);
+
+impl RegionCode {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let valid = (2..=32).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !raw.starts_with('-');
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err("must be 2-32 lowercase letters, digits or dashes".to_owned())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RegionCode {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<RegionCode> for String {
+    fn from(code: RegionCode) -> Self {
+        code.0
+    }
+}
+
+impl fmt::Display for RegionCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreFormat {
+    Hypermarket,
+    Supermarket,
+    Convenience,
+    Express,
+}
+
+impl StoreFormat {
+    pub const ALL: [StoreFormat; 4] = [
+        Self::Hypermarket,
+        Self::Supermarket,
+        Self::Convenience,
+        Self::Express,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hypermarket => "hypermarket",
+            Self::Supermarket => "supermarket",
+            Self::Convenience => "convenience",
+            Self::Express => "express",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StaffRole {
+    Associate,
+    StoreManager,
+}
+
+/// Opening and closing time of one day, store-local `HH:MM` (`closes` may be `24:00`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DayHours {
+    pub opens: String,
+    pub closes: String,
+}
+
+/// Weekly opening hours; a missing day means closed that day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OpeningHours {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mon: Option<DayHours>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tue: Option<DayHours>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wed: Option<DayHours>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thu: Option<DayHours>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fri: Option<DayHours>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sat: Option<DayHours>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sun: Option<DayHours>,
+}
+
+impl OpeningHours {
+    pub fn every_day(opens: &str, closes: &str) -> Self {
+        let day = || {
+            Some(DayHours {
+                opens: opens.to_owned(),
+                closes: closes.to_owned(),
+            })
+        };
+        Self {
+            mon: day(),
+            tue: day(),
+            wed: day(),
+            thu: day(),
+            fri: day(),
+            sat: day(),
+            sun: day(),
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Test harness: boots the real router on a random loopback port against a fresh
+//! database cloned from a migrated template, on the services `scripts/dev-env` runs.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use sqlx::{Connection, Executor, PgConnection, PgPool, postgres::PgPoolOptions};
+use storeops::{
+    auth::{Claims, JwtSigner, JwtVerifier, Role},
+    config::{JwtVerification, Secret},
+    http::{AppState, HttpLimits},
+    stores::StoreId,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const TEST_SECRET: &str = "storeops-test-secret-0123456789abcdef";
+
+/// The primary's URL from `scripts/dev-env env`.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL is not set: run the tests with `make test` (or eval \"$(scripts/dev-env env)\" first)",
+    )
+}
+
+/// `url` with its database name replaced.
+pub fn url_for_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        Some(q) => format!("{base}/{database}?{q}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+/// A migrated template per migration set, made once and shared by all test processes.
+async fn template_database() -> String {
+    let fingerprint = storeops::db::MIGRATOR
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |hash, m| {
+            m.checksum.iter().fold(hash ^ m.version as u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+            })
+        });
+    let name = format!("storeops_tmpl_{fingerprint:016x}");
+    let mut admin = PgConnection::connect(&database_url())
+        .await
+        .expect("connect to the primary");
+    // Serialise template creation across test processes.
+    sqlx::query("SELECT pg_advisory_lock(727274)")
+        .execute(&mut admin)
+        .await
+        .expect("advisory lock");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await
+            .expect("query pg_database");
+    if !exists {
+        let building = format!("{name}_building");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {building} WITH (FORCE)"
+            )))
+            .await
+            .expect("drop half-built template");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {building}")))
+            .await
+            .expect("create template");
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&url_for_database(&database_url(), &building))
+            .await
+            .expect("connect to template");
+        storeops::db::MIGRATOR
+            .run(&pool)
+            .await
+            .expect("migrate template");
+        pool.close().await;
+        // Renamed only when complete, so an interrupted run never leaves a bad template.
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "ALTER DATABASE {building} RENAME TO {name}"
+            )))
+            .await
+            .expect("publish template");
+    }
+    sqlx::query("SELECT pg_advisory_unlock(727274)")
+        .execute(&mut admin)
+        .await
+        .expect("advisory unlock");
+    name
+}
+
+/// A fresh, migrated, empty database; returns its name and a pool on it.
+pub async fn fresh_database() -> (String, PgPool) {
+    let template = template_database().await;
+    let name = format!("storeops_test_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&database_url())
+        .await
+        .expect("connect to the primary");
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} TEMPLATE {template}"
+        )))
+        .await
+        .expect("create test database");
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&url_for_database(&database_url(), &name))
+        .await
+        .expect("connect to test database");
+    (name, pool)
+}
+
+/// An empty database without any migration, for the migration tests.
+pub async fn empty_database() -> PgPool {
+    let name = format!("storeops_test_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&database_url())
+        .await
+        .expect("connect to the primary");
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create test database");
+    PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url_for_database(&database_url(), &name))
+        .await
+        .expect("connect to test database")
+}
+
+pub fn signer() -> JwtSigner {
+    JwtSigner::from_secret(&Secret::new(TEST_SECRET))
+}
+
+pub fn claims(role: Role, store: Option<StoreId>, region: Option<&str>) -> Claims {
+    Claims {
+        sub: format!("test-{role:?}").to_lowercase(),
+        role,
+        store_id: store,
+        region: region.map(str::to_owned),
+        exp: chrono::Utc::now().timestamp() + 600,
+        iat: None,
+    }
+}
+
+pub fn token(role: Role, store: Option<StoreId>, region: Option<&str>) -> String {
+    signer()
+        .sign(&claims(role, store, region))
+        .expect("sign token")
+}
+
+/// A seeded store as the tests need it.
+#[derive(Debug, Clone)]
+pub struct SeededStore {
+    pub id: StoreId,
+    pub code: String,
+    pub region: String,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub addr: SocketAddr,
+    pub db: PgPool,
+    pub database: String,
+    pub client: reqwest::Client,
+    stop: CancellationToken,
+}
+
+impl TestApp {
+    /// The API on a fresh database seeded with `stores` stores.
+    pub async fn spawn(stores: u32) -> Self {
+        let (database, db) = fresh_database().await;
+        if stores > 0 {
+            storeops::stores::seed::seed_chain(&db, stores, 0)
+                .await
+                .expect("seed chain");
+        }
+        let verifier = JwtVerifier::new(&JwtVerification::SharedSecret(Secret::new(TEST_SECRET)))
+            .expect("verifier");
+        let router = storeops::http::router(
+            AppState {
+                db: db.clone(),
+                verifier: Arc::new(verifier),
+            },
+            HttpLimits {
+                body_limit_bytes: 64 * 1024,
+                request_timeout: Duration::from_secs(30),
+            },
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopped.cancelled_owned())
+                .await
+                .expect("serve");
+        });
+        Self {
+            base: format!("http://{addr}"),
+            addr,
+            db,
+            database,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Stores in code order.
+    pub async fn stores(&self) -> Vec<SeededStore> {
+        let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+            "SELECT s.id, s.code, r.code FROM stores s JOIN regions r ON r.id = s.region_id ORDER BY s.code",
+        )
+        .fetch_all(&self.db)
+        .await
+        .expect("stores");
+        rows.into_iter()
+            .map(|(id, code, region)| SeededStore {
+                id: StoreId(id),
+                code,
+                region,
+            })
+            .collect()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Asserts an RFC 9457 problem with `status`; returns its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_json::Value {
+    let actual = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+    assert_eq!(actual, status, "status; body: {body}");
+    assert_eq!(
+        content_type, "application/problem+json",
+        "content type; body: {body}"
+    );
+    assert_eq!(body["status"], status, "problem status field: {body}");
+    for field in ["type", "title", "detail"] {
+        assert!(body[field].is_string(), "problem lacks {field}: {body}");
+    }
+    body
+}

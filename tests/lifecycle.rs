@@ -1,0 +1,269 @@
+//! The real binary as a process: readiness, configuration errors and graceful shutdown
+//! exactly as SPEC §6 describes.
+
+mod common;
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{TEST_SECRET, token, url_for_database};
+use storeops::auth::Role;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Process {
+    child: Child,
+    http: String,
+    admin: String,
+}
+
+impl Process {
+    fn start(args: &[&str], env: &[(&str, String)]) -> Self {
+        let http_port = free_port();
+        let admin_port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_storeops"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+            .env("ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+            .env("AUTH_JWT_SECRET", TEST_SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        Self {
+            child: command.spawn().expect("spawn storeops"),
+            http: format!("http://127.0.0.1:{http_port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls `/readyz` until it answers `status` (bounded).
+    async fn wait_ready(&self, client: &reqwest::Client, status: u16) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = client.get(format!("{}/readyz", self.admin)).send().await
+                && response.status().as_u16() == status
+            {
+                return response.json().await.expect("readyz json");
+            }
+            assert!(Instant::now() < deadline, "/readyz never answered {status}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // Only our own child, by its pid.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test]
+async fn sigterm_turns_readiness_off_at_once_finishes_in_flight_and_exits_zero() {
+    let (database, db) = common::fresh_database().await;
+    storeops::stores::seed::seed_chain(&db, 5, 0)
+        .await
+        .expect("seed");
+    let mut api = Process::start(
+        &["api"],
+        &[
+            (
+                "DATABASE_URL",
+                url_for_database(&common::database_url(), &database),
+            ),
+            ("SHUTDOWN_DRAIN_SECONDS", "1".to_owned()),
+            ("SHUTDOWN_GRACE_SECONDS", "20".to_owned()),
+        ],
+    );
+    let client = client();
+    let ready = api.wait_ready(&client, 200).await;
+    assert_eq!(ready["status"], "ok", "{ready}");
+    let livez = client
+        .get(format!("{}/livez", api.admin))
+        .send()
+        .await
+        .expect("livez");
+    assert_eq!(livez.status(), 200);
+
+    // Make a real request slow: it waits on a lock this test holds.
+    let mut blocker = db.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE stores IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+    let in_flight = {
+        let client = client.clone();
+        let url = format!("{}/api/v1/stores", api.http);
+        let hq = token(Role::Hq, None, None);
+        tokio::spawn(async move { client.get(url).bearer_auth(hq).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !in_flight.is_finished(),
+        "the slow request should still be running"
+    );
+
+    api.signal("TERM");
+    let signalled = Instant::now();
+    let report = api.wait_ready(&client, 503).await;
+    assert!(
+        signalled.elapsed() < Duration::from_millis(900),
+        "readyz took {:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(report["checks"][0]["name"], "shutdown", "{report}");
+
+    // Past the drain the server stops accepting, but the in-flight request survives.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        api.child.try_wait().expect("try_wait").is_none(),
+        "exited with a request in flight"
+    );
+    blocker.rollback().await.expect("release the lock");
+    let response = in_flight
+        .await
+        .expect("join")
+        .expect("in-flight request completed");
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(5));
+
+    let status = api.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(0), "exit status {status:?}");
+}
+
+#[tokio::test]
+async fn api_is_not_ready_on_an_unmigrated_schema() {
+    let pool = common::empty_database().await;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&pool)
+        .await
+        .expect("name");
+    let mut api = Process::start(
+        &["api"],
+        &[(
+            "DATABASE_URL",
+            url_for_database(&common::database_url(), &database),
+        )],
+    );
+    let client = client();
+    let report = api.wait_ready(&client, 503).await;
+    let schema = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "schema")
+        .cloned()
+        .expect("a schema check");
+    assert_eq!(schema["ok"], false, "{report}");
+    assert!(
+        schema["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("migrate"),
+        "{report}"
+    );
+    api.signal("INT");
+    assert_eq!(api.wait_exit(Duration::from_secs(15)).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn worker_readiness_follows_the_broker_and_shutdown_is_clean() {
+    let amqp = std::env::var("AMQP_URL").expect("AMQP_URL (run via make test)");
+    let mut worker = Process::start(&["worker"], &[("AMQP_URL", amqp)]);
+    let client = client();
+    let report = worker.wait_ready(&client, 200).await;
+    assert_eq!(report["checks"][0]["name"], "broker", "{report}");
+    worker.signal("TERM");
+    assert_eq!(
+        worker.wait_exit(Duration::from_secs(15)).await.code(),
+        Some(0)
+    );
+
+    // Nothing listens on port 1: readiness says which check fails, liveness stays up.
+    let mut orphan = Process::start(
+        &["worker"],
+        &[("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f".to_owned())],
+    );
+    let report = orphan.wait_ready(&client, 503).await;
+    assert_eq!(report["checks"][0]["name"], "broker");
+    assert_eq!(report["checks"][0]["ok"], false);
+    let livez = client
+        .get(format!("{}/livez", orphan.admin))
+        .send()
+        .await
+        .expect("livez");
+    assert_eq!(livez.status(), 200);
+    orphan.signal("TERM");
+    assert_eq!(
+        orphan.wait_exit(Duration::from_secs(15)).await.code(),
+        Some(0)
+    );
+}
+
+#[tokio::test]
+async fn a_bad_variable_stops_start_up_naming_it_without_secrets() {
+    let output = Command::new(env!("CARGO_BIN_EXE_storeops"))
+        .arg("api")
+        .env_clear()
+        .env("DATABASE_URL", "mysql://app:hunter2@db/storeops")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_storeops"))
+        .args(["token", "--role", "hq"])
+        .env_clear()
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("AUTH_JWT_SECRET"));
+}
