@@ -130,6 +130,29 @@ pub struct Config {
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
     pub ingest_body_limit_bytes: usize,
+    pub events: EventsConfig,
+    pub webhooks: WebhookConfig,
+}
+
+/// The broker side: topology names, retries, consumer and relay tuning.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// Prefix of every exchange and queue (`storeops` → `storeops.events`).
+    pub topology_prefix: String,
+    pub retry_delays: Vec<Duration>,
+    pub delivery_limit: u32,
+    pub message_timeout: Duration,
+    /// 0 = the worker's concurrency.
+    pub prefetch: u16,
+    pub run_relay: bool,
+    pub outbox_batch_size: i64,
+    pub outbox_poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub allow_private_networks: bool,
+    pub timeout: Duration,
 }
 
 impl Config {
@@ -228,6 +251,25 @@ impl Config {
                 256 << 20,
                 1024..=1 << 30,
             )?,
+            events: EventsConfig {
+                topology_prefix: env.topology_prefix()?,
+                retry_delays: env
+                    .millis_list("WORKER_RETRY_DELAYS_MS", &[5_000, 30_000, 300_000])?,
+                delivery_limit: env.parse_in("WORKER_DELIVERY_LIMIT", 20, 1..=1000)?,
+                message_timeout: env.seconds("WORKER_MESSAGE_TIMEOUT_SECONDS", 60, 1..=1500)?,
+                prefetch: env.parse_in("WORKER_PREFETCH", 0, 0..=10_000)?,
+                run_relay: env.parse("WORKER_RUN_RELAY", true)?,
+                outbox_batch_size: env.parse_in("OUTBOX_BATCH_SIZE", 500, 1..=10_000)?,
+                outbox_poll_interval: Duration::from_millis(env.parse_in(
+                    "OUTBOX_POLL_INTERVAL_MS",
+                    500,
+                    10..=60_000,
+                )?),
+            },
+            webhooks: WebhookConfig {
+                allow_private_networks: env.parse("WEBHOOK_ALLOW_PRIVATE_NETWORKS", false)?,
+                timeout: env.seconds("WEBHOOK_TIMEOUT_SECONDS", 10, 1..=120)?,
+            },
         })
     }
 
@@ -306,6 +348,50 @@ impl Env<'_> {
         range: std::ops::RangeInclusive<u64>,
     ) -> Result<Duration, ConfigError> {
         self.parse_in(name, default, range).map(Duration::from_secs)
+    }
+
+    fn topology_prefix(&self) -> Result<String, ConfigError> {
+        let prefix = self
+            .get("AMQP_TOPOLOGY_PREFIX")
+            .unwrap_or_else(|| "storeops".to_owned());
+        let valid = (1..=64).contains(&prefix.len())
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if valid {
+            Ok(prefix)
+        } else {
+            Err(ConfigError::new(
+                "AMQP_TOPOLOGY_PREFIX",
+                "must be 1-64 letters, digits, '-', '_' or '.'",
+            ))
+        }
+    }
+
+    /// A comma-separated list of milliseconds, each 1..=86,400,000, at most 10.
+    fn millis_list(
+        &self,
+        name: &'static str,
+        default: &[u64],
+    ) -> Result<Vec<Duration>, ConfigError> {
+        let Some(raw) = self.get(name) else {
+            return Ok(default.iter().copied().map(Duration::from_millis).collect());
+        };
+        let values = raw
+            .split(',')
+            .map(|v| v.trim().parse::<u64>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::new(name, format!("cannot parse {raw:?}: {e}")))?;
+        if values.is_empty()
+            || values.len() > 10
+            || values.iter().any(|v| !(1..=86_400_000).contains(v))
+        {
+            return Err(ConfigError::new(
+                name,
+                "must list 1-10 delays of 1..=86400000 ms",
+            ));
+        }
+        Ok(values.into_iter().map(Duration::from_millis).collect())
     }
 
     fn url(

@@ -15,3 +15,4 @@ pub mod roles;
 pub mod shutdown;
 pub mod stores;
 pub mod telemetry;
+pub mod webhooks;

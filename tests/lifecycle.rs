@@ -97,6 +97,7 @@ impl Drop for Process {
 }
 
 fn client() -> reqwest::Client {
+    storeops::webhooks::ensure_tls_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -215,7 +216,17 @@ async fn api_is_not_ready_on_an_unmigrated_schema() {
 #[tokio::test]
 async fn worker_readiness_follows_the_broker_and_shutdown_is_clean() {
     let amqp = std::env::var("AMQP_URL").expect("AMQP_URL (run via make test)");
-    let mut worker = Process::start(&["worker"], &[("AMQP_URL", amqp)]);
+    let (database, _db) = common::fresh_database().await;
+    let database_url = url_for_database(&common::database_url(), &database);
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let mut worker = Process::start(
+        &["worker"],
+        &[
+            ("AMQP_URL", amqp),
+            ("DATABASE_URL", database_url.clone()),
+            ("AMQP_TOPOLOGY_PREFIX", prefix.clone()),
+        ],
+    );
     let client = client();
     let report = worker.wait_ready(&client, 200).await;
     assert_eq!(report["checks"][0]["name"], "broker", "{report}");
@@ -228,7 +239,11 @@ async fn worker_readiness_follows_the_broker_and_shutdown_is_clean() {
     // Nothing listens on port 1: readiness says which check fails, liveness stays up.
     let mut orphan = Process::start(
         &["worker"],
-        &[("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f".to_owned())],
+        &[
+            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f".to_owned()),
+            ("DATABASE_URL", database_url),
+            ("AMQP_TOPOLOGY_PREFIX", prefix.clone()),
+        ],
     );
     let report = orphan.wait_ready(&client, 503).await;
     assert_eq!(report["checks"][0]["name"], "broker");
@@ -244,6 +259,12 @@ async fn worker_readiness_follows_the_broker_and_shutdown_is_clean() {
         orphan.wait_exit(Duration::from_secs(15)).await.code(),
         Some(0)
     );
+    let topology = storeops::events::topology::Topology {
+        prefix,
+        retry_delays: [5, 30, 300].map(Duration::from_secs).to_vec(),
+        delivery_limit: 20,
+    };
+    common::teardown(&topology, &["webhooks", "webhook-deliveries"]).await;
 }
 
 #[tokio::test]

@@ -25,13 +25,14 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{auth::JwtVerifier, stores};
+use crate::{auth::JwtVerifier, config::WebhookConfig, stores, webhooks};
 
 /// What handlers can reach; each handler takes only the parts it needs (`FromRef`).
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub db: PgPool,
     pub verifier: Arc<JwtVerifier>,
+    pub webhooks: WebhookConfig,
 }
 
 /// Limits that shape the router.
@@ -48,7 +49,10 @@ pub struct HttpLimits {
         description = "Daily operations of a retail chain: store tasks, their sources, and compliance.",
     ),
     modifiers(&BearerAuth),
-    tags((name = "stores", description = "Regions, stores and staff")),
+    tags(
+        (name = "stores", description = "Regions, stores and staff"),
+        (name = "webhooks", description = "Outbound event notifications (HQ)"),
+    ),
 )]
 struct ApiDoc;
 
@@ -65,7 +69,9 @@ impl Modify for BearerAuth {
 
 /// Every `/api/v1` route, with its OpenAPI description.
 fn api_routes() -> OpenApiRouter<AppState> {
-    let staff = stores::router().layer(axum::middleware::from_fn(crate::auth::require_staff));
+    let staff = stores::router()
+        .merge(webhooks::router())
+        .layer(axum::middleware::from_fn(crate::auth::require_staff));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", staff)
 }
 

@@ -21,6 +21,7 @@ pub async fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> anyhow::
         AppState {
             db: db.clone(),
             verifier,
+            webhooks: config.webhooks.clone(),
         },
         HttpLimits {
             body_limit_bytes: config.body_limit_bytes,

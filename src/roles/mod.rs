@@ -61,26 +61,21 @@ pub async fn run(
     let admin_listener = TcpListener::bind(config.admin_addr)
         .await
         .with_context(|| format!("binding ADMIN_ADDR {}", config.admin_addr))?;
-    let db = if roles.api || roles.scheduler {
-        Some(crate::db::connect(&config, label)?)
-    } else {
-        None
-    };
+    let db = crate::db::connect(&config, label)?;
+    crate::events::metrics::init();
     let mut parts = Vec::new();
-    if let (true, Some(db)) = (roles.api, &db) {
+    if roles.api {
         parts.push(api::start(&config, db.clone(), &shutdown).await?);
     }
     if roles.worker {
-        parts.push(worker::start(&config, &worker, &shutdown)?);
+        parts.push(worker::start(&config, db.clone(), &worker, &shutdown)?);
     }
-    if let (true, Some(db)) = (roles.scheduler, &db) {
+    if roles.scheduler {
         parts.push(scheduler::start(db.clone(), &shutdown));
     }
 
     let mut pools = PoolGauges::default();
-    if let Some(db) = &db {
-        pools.add("primary", db.clone());
-    }
+    pools.add("primary", db.clone());
     let readiness = Arc::new(Readiness::new(
         parts.iter().flat_map(|p| p.checks.clone()).collect(),
         shutdown.clone(),
@@ -114,9 +109,7 @@ pub async fn run(
     if let Ok(Err(e)) = admin.await {
         tracing::warn!(error = %e, "admin server stopped with an error");
     }
-    if let Some(db) = db {
-        db.close().await;
-    }
+    db.close().await;
     outcome?;
     tracing::info!(role = label, "stopped cleanly");
     Ok(())

@@ -7,7 +7,14 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use sqlx::{Connection, Executor, PgConnection, PgPool, postgres::PgPoolOptions};
 use storeops::{
     auth::{Claims, JwtSigner, JwtVerifier, Role},
-    config::{JwtVerification, Secret},
+    config::{ConnectionUrl, JwtVerification, Secret, WebhookConfig},
+    events::{
+        WorkerSession,
+        broker::{self, BrokerStatus},
+        consumer::{ConsumerOptions, Registry},
+        relay::RelayOptions,
+        topology::Topology,
+    },
     http::{AppState, HttpLimits},
     stores::StoreId,
 };
@@ -177,6 +184,11 @@ pub struct TestApp {
 impl TestApp {
     /// The API on a fresh database seeded with `stores` stores.
     pub async fn spawn(stores: u32) -> Self {
+        Self::spawn_with(stores, false).await
+    }
+
+    /// As `spawn`, choosing whether webhooks may target private networks (loopback receivers).
+    pub async fn spawn_with(stores: u32, allow_private_webhooks: bool) -> Self {
         let (database, db) = fresh_database().await;
         if stores > 0 {
             storeops::stores::seed::seed_chain(&db, stores, 0)
@@ -189,6 +201,10 @@ impl TestApp {
             AppState {
                 db: db.clone(),
                 verifier: Arc::new(verifier),
+                webhooks: WebhookConfig {
+                    allow_private_networks: allow_private_webhooks,
+                    timeout: Duration::from_secs(5),
+                },
             },
             HttpLimits {
                 body_limit_bytes: 64 * 1024,
@@ -210,10 +226,13 @@ impl TestApp {
             addr,
             db,
             database,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
+            client: {
+                storeops::webhooks::ensure_tls_provider();
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .expect("client")
+            },
             stop,
         }
     }
@@ -275,4 +294,167 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_j
         assert!(body[field].is_string(), "problem lacks {field}: {body}");
     }
     body
+}
+
+/// The broker URL from `scripts/dev-env env`.
+pub fn amqp_url() -> ConnectionUrl {
+    let raw =
+        std::env::var("AMQP_URL").expect("AMQP_URL is not set: run the tests with `make test`");
+    storeops::config::Config::from_lookup(|k| (k == "AMQP_URL").then(|| raw.clone()))
+        .expect("valid AMQP_URL")
+        .amqp_url()
+        .expect("set")
+        .clone()
+}
+
+/// A topology under a random prefix, so tests never see each other's queues.
+pub fn test_topology(retry_delays_ms: &[u64]) -> Topology {
+    Topology {
+        prefix: format!("t{}", &Uuid::new_v4().simple().to_string()[..12]),
+        retry_delays: retry_delays_ms
+            .iter()
+            .map(|ms| Duration::from_millis(*ms))
+            .collect(),
+        delivery_limit: 20,
+    }
+}
+
+/// A worker session (relay and consumers) running in this process.
+pub struct RunningWorker {
+    pub stop: CancellationToken,
+    pub status: BrokerStatus,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl RunningWorker {
+    pub fn spawn(
+        db: &PgPool,
+        url: ConnectionUrl,
+        topology: &Topology,
+        registry: Registry,
+        relay: bool,
+        concurrency: usize,
+    ) -> Self {
+        let session = Arc::new(WorkerSession::new(
+            db.clone(),
+            Arc::new(topology.clone()),
+            registry,
+            ConsumerOptions {
+                concurrency,
+                prefetch: u16::try_from(concurrency).expect("small"),
+                message_timeout: Duration::from_secs(20),
+            },
+            relay.then_some(RelayOptions {
+                batch_size: 500,
+                poll_interval: Duration::from_millis(200),
+            }),
+        ));
+        let stop = CancellationToken::new();
+        let status = BrokerStatus::default();
+        let handle = tokio::spawn(broker::supervise(
+            url,
+            "storeops-test".to_owned(),
+            status.clone(),
+            stop.clone(),
+            session,
+        ));
+        Self {
+            stop,
+            status,
+            handle,
+        }
+    }
+
+    /// Waits (bounded) until the broker session is up.
+    pub async fn wait_connected(&self) {
+        eventually(Duration::from_secs(20), "worker connected", || async {
+            self.status.is_connected()
+        })
+        .await;
+        // Consumers start right after the topology is declared.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    /// Graceful stop, as on SIGTERM; bounded.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("worker drained within 30 s")
+            .expect("worker task");
+    }
+}
+
+/// Polls `check` until it holds; panics with `what` after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A channel on the test broker, for inspecting and publishing directly.
+pub async fn broker_channel() -> (lapin::Connection, lapin::Channel) {
+    let connection = broker::connect(&amqp_url(), "storeops-test-probe")
+        .await
+        .expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
+    (connection, channel)
+}
+
+/// Messages waiting in `queue` (passive declare).
+pub async fn queue_depth(channel: &lapin::Channel, queue: &str) -> u32 {
+    channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .map(|q| q.message_count())
+        .unwrap_or(u32::MAX)
+}
+
+/// Deletes a test topology's queues and exchanges.
+pub async fn teardown(topology: &Topology, groups: &[&str]) {
+    let (connection, channel) = broker_channel().await;
+    for group in groups {
+        let mut names = vec![topology.queue(group), topology.dead_queue(group)];
+        names.extend(
+            (0..topology.retry_delays.len()).filter_map(|i| topology.delay_queue(group, i)),
+        );
+        for name in names {
+            let _ = channel.queue_delete(name.into(), Default::default()).await;
+        }
+    }
+    for exchange in [topology.events_exchange(), topology.dead_exchange()] {
+        let _ = channel
+            .exchange_delete(exchange.into(), Default::default())
+            .await;
+    }
+    let _ = connection.close(200, "done".into()).await;
+}
+
+/// Shows the code's logs in failing tests' output (RUST_LOG, default warn).
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
 }

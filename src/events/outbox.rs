@@ -1,0 +1,135 @@
+//! The transactional outbox (SPEC §5): `enqueue` inside the caller's transaction, so an
+//! event exists exactly when the change that caused it committed.
+
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool, types::Json};
+use uuid::Uuid;
+
+use super::trace_context;
+
+/// Inserts one event; returns its message id.
+pub async fn enqueue<T: Serialize>(
+    conn: &mut PgConnection,
+    routing_key: &str,
+    payload: &T,
+) -> Result<Uuid, sqlx::Error> {
+    let id = Uuid::now_v7();
+    let payload = serde_json::to_value(payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query("INSERT INTO outbox (id, routing_key, payload, headers) VALUES ($1, $2, $3, $4)")
+        .bind(id)
+        .bind(routing_key)
+        .bind(Json(payload))
+        .bind(Json(trace_context::current()))
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+/// Inserts many events with one statement (fan-outs); returns their message ids.
+pub async fn enqueue_many<T: Serialize>(
+    conn: &mut PgConnection,
+    routing_key: &str,
+    payloads: &[T],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let ids: Vec<Uuid> = payloads.iter().map(|_| Uuid::now_v7()).collect();
+    let values = payloads
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let headers = serde_json::to_value(trace_context::current()).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO outbox (id, routing_key, payload, headers)
+         SELECT id, $2, payload, $4 FROM unnest($1::uuid[], $3::jsonb[]) AS t(id, payload)",
+    )
+    .bind(&ids)
+    .bind(routing_key)
+    .bind(values)
+    .bind(Json(headers))
+    .execute(conn)
+    .await?;
+    Ok(ids)
+}
+
+/// One claimed, unpublished event.
+#[derive(Debug, sqlx::FromRow)]
+pub struct PendingEvent {
+    pub id: Uuid,
+    pub routing_key: String,
+    pub payload: Json<serde_json::Value>,
+    pub headers: Json<std::collections::HashMap<String, String>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Claims up to `limit` unpublished events for this transaction. Concurrent relays
+/// skip each other's rows; no cursor is kept because ids do not commit in order.
+pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<PendingEvent>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, routing_key, payload, headers, created_at FROM outbox
+          WHERE published_at IS NULL AND next_attempt_at <= clock_timestamp()
+          ORDER BY created_at
+          LIMIT $1
+          FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn mark_published(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE outbox SET published_at = clock_timestamp(), attempts = attempts + 1 WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// The broker returned these as unroutable: kept, marked, never retried blindly.
+pub async fn mark_returned(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE outbox SET published_at = clock_timestamp(), returned_at = clock_timestamp(),
+                attempts = attempts + 1, last_error = 'unroutable: no queue is bound to this routing key'
+          WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// The broker refused these (nack) or the publish failed: try again after a backoff.
+pub async fn mark_failed(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = $2,
+                next_attempt_at = clock_timestamp() + least(interval '1 second' * power(2, attempts), interval '5 minutes')
+          WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .bind(error)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Pending count and the age of the oldest pending event, for the gauges.
+pub async fn backlog(db: &PgPool) -> Result<(i64, f64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at))::float8, 0)
+           FROM outbox WHERE published_at IS NULL",
+    )
+    .fetch_one(db)
+    .await
+}

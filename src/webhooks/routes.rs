@@ -1,0 +1,260 @@
+//! `GET|POST /webhooks`, `DELETE /webhooks/{webhook_id}` (HQ only).
+
+use axum::{extract::State, http::StatusCode};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{PUBLIC_EVENT_TYPES, WebhookId, repo, target};
+use crate::{
+    auth::Principal,
+    config::WebhookConfig,
+    error::{ApiError, FieldError, Problem},
+    http::{
+        AppState,
+        extract::{Json, Path, Query},
+        pagination::{Page, PageRequest},
+    },
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_webhooks, create_webhook))
+        .routes(routes!(delete_webhook))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    /// http(s) URL; private, loopback and link-local targets are refused.
+    pub url: String,
+    /// Event types to receive, e.g. `task.completed`.
+    pub event_types: Vec<String>,
+    /// Signing secret (16-256 characters); generated when omitted.
+    pub secret: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookDto {
+    pub id: WebhookId,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedWebhookDto {
+    #[serde(flatten)]
+    pub webhook: WebhookDto,
+    /// Shown once: verify `X-Storeops-Signature` with it (see docs/WEBHOOKS.md).
+    pub secret: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WebhookListQuery {
+    pub cursor: Option<String>,
+    /// 1..=200, default 50.
+    pub limit: Option<u32>,
+}
+
+impl From<repo::WebhookRow> for WebhookDto {
+    fn from(row: repo::WebhookRow) -> Self {
+        Self {
+            id: row.id,
+            url: row.url,
+            event_types: row.event_types,
+            description: row.description,
+            created_at: row.created_at,
+        }
+    }
+}
+
+fn ensure_hq(principal: &Principal) -> Result<(), ApiError> {
+    match principal.access {
+        crate::auth::Access::Hq => Ok(()),
+        _ => Err(ApiError::Forbidden("webhooks are managed by HQ".to_owned())),
+    }
+}
+
+/// Webhook management is HQ's alone: checked before the body is read.
+pub struct HqPrincipal(pub Principal);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for HqPrincipal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        ensure_hq(&principal)?;
+        Ok(Self(principal))
+    }
+}
+
+/// Live webhooks.
+#[utoipa::path(
+    get, path = "/webhooks", tag = "webhooks",
+    params(WebhookListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Page<WebhookDto>),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn list_webhooks(
+    _hq: HqPrincipal,
+    State(db): State<PgPool>,
+    Query(query): Query<WebhookListQuery>,
+) -> Result<Json<Page<WebhookDto>>, ApiError> {
+    let page = PageRequest::<WebhookId>::parse(query.cursor.as_deref(), query.limit)?;
+    let rows = repo::list(&db, page.after, page.fetch_limit()).await?;
+    Ok(Json(page.page(rows, |row| row.id).map(WebhookDto::from)))
+}
+
+/// Subscribe a URL to event types.
+#[utoipa::path(
+    post, path = "/webhooks", tag = "webhooks",
+    request_body = NewWebhook,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = CreatedWebhookDto),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn create_webhook(
+    HqPrincipal(principal): HqPrincipal,
+    State(db): State<PgPool>,
+    State(config): State<WebhookConfig>,
+    Json(body): Json<NewWebhook>,
+) -> Result<(StatusCode, Json<CreatedWebhookDto>), ApiError> {
+    let mut errors = Vec::new();
+    let url = match target::parse(body.url.trim()) {
+        Ok(url) if body.url.len() <= 2048 => Some(url),
+        Ok(_) => {
+            errors.push(FieldError::new("url", "must be at most 2048 characters"));
+            None
+        }
+        Err(e) => {
+            errors.push(FieldError::new("url", e));
+            None
+        }
+    };
+    if let Some(url) = &url
+        && let Err(e) = target::check(
+            url,
+            config.allow_private_networks,
+            target::Unresolvable::Accept,
+        )
+        .await
+    {
+        errors.push(FieldError::new("url", e));
+    }
+    let mut event_types = Vec::new();
+    if body.event_types.is_empty() {
+        errors.push(FieldError::new(
+            "event_types",
+            "must name at least one event type",
+        ));
+    }
+    for (i, event_type) in body.event_types.iter().enumerate() {
+        if !PUBLIC_EVENT_TYPES.contains(&event_type.as_str()) {
+            errors.push(FieldError::new(
+                format!("event_types[{i}]"),
+                format!(
+                    "unknown event type; one of {}",
+                    PUBLIC_EVENT_TYPES.join(", ")
+                ),
+            ));
+        } else if !event_types.contains(event_type) {
+            event_types.push(event_type.clone());
+        }
+    }
+    let secret = match body.secret {
+        Some(secret) if !(16..=256).contains(&secret.chars().count()) => {
+            errors.push(FieldError::new("secret", "must be 16-256 characters"));
+            String::new()
+        }
+        Some(secret) => secret,
+        None => generate_secret(),
+    };
+    let description = body
+        .description
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty());
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 500)
+    {
+        errors.push(FieldError::new(
+            "description",
+            "must be at most 500 characters",
+        ));
+    }
+    let Some(url) = url.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let row = repo::insert(
+        &db,
+        &repo::NewWebhook {
+            url: url.as_str(),
+            event_types: &event_types,
+            secret: &secret,
+            description: description.as_deref(),
+            created_by: &principal.subject,
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedWebhookDto {
+            webhook: row.into(),
+            secret,
+        }),
+    ))
+}
+
+/// 256 bits from the OS CSPRNG (via UUID v4's generator), hex-encoded.
+fn generate_secret() -> String {
+    format!(
+        "whsec_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Stop sending to a webhook.
+#[utoipa::path(
+    delete, path = "/webhooks/{webhook_id}", tag = "webhooks",
+    params(("webhook_id" = WebhookId, Path, description = "The webhook's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn delete_webhook(
+    _hq: HqPrincipal,
+    State(db): State<PgPool>,
+    Path(id): Path<WebhookId>,
+) -> Result<StatusCode, ApiError> {
+    if repo::delete(&db, id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("webhook {id} does not exist")))
+    }
+}
