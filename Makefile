@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 DEV_ENV := scripts/dev-env
 
-.PHONY: run test services services-down lint build bench
+.PHONY: run test bench services services-down lint build
 
 ## Start the services, migrate, seed a 1,000-store chain if empty, run `storeops all`.
 run: services
@@ -14,6 +14,10 @@ run: services
 ## Start the services, then fmt, clippy and the whole test suite against them.
 test: services
 	scripts/test
+
+## Benchmarks (release build) against baselines measured in the same run → docs/PERFORMANCE.md.
+bench: services
+	scripts/bench
 
 services:
 	$(DEV_ENV) up

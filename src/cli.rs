@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     auth::{Claims, JwtSigner, Role},
     config::Config,
-    db,
+    db, events,
     roles::{self, RoleSet, worker::WorkerOptions},
     stores::{StoreId, seed},
 };
@@ -46,6 +46,11 @@ pub enum Command {
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=730))]
         days: u32,
     },
+    /// Operate a consumer group's dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Print a signed JWT for local use and tests (needs AUTH_JWT_SECRET).
     Token {
         #[arg(long)]
@@ -71,6 +76,30 @@ pub struct WorkerArgs {
     pub concurrency: u16,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// Show dead messages (they stay in the queue).
+    List {
+        /// Consumer group, e.g. `webhook-deliveries` (or its full queue name).
+        #[arg(long)]
+        queue: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Send dead messages back to the group's queue, attempts reset.
+    Replay {
+        #[arg(long)]
+        queue: String,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Delete every dead message of the group.
+    Purge {
+        #[arg(long)]
+        queue: String,
+    },
+}
+
 #[derive(Debug, Clone, Copy, Subcommand)]
 pub enum MigrateAction {
     /// Apply every pending migration.
@@ -92,6 +121,7 @@ impl Command {
             Self::Migrate { .. } => "migrate",
             Self::Seed { .. } => "seed",
             Self::Token { .. } => "token",
+            Self::Dlq { .. } => "dlq",
         }
     }
 }
@@ -155,6 +185,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("{report}");
             Ok(())
         }
+        Command::Dlq { action } => dlq(&config, action).await,
         Command::Token {
             role,
             store,
@@ -205,4 +236,53 @@ async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
     }
     pool.close().await;
     Ok(())
+}
+
+async fn dlq(config: &Config, action: DlqAction) -> anyhow::Result<()> {
+    let topology = roles::worker::topology(config);
+    // Accept the group name or the full queue name SREs see in the broker.
+    let group_of = |queue: &str| {
+        let prefix = format!("{}.", topology.prefix);
+        queue
+            .strip_prefix(&prefix)
+            .unwrap_or(queue)
+            .trim_end_matches(".dead")
+            .to_owned()
+    };
+    let connection = events::broker::connect(config.amqp_url()?, "storeops-dlq").await?;
+    let channel = connection.create_channel().await?;
+    let result = match action {
+        DlqAction::List { queue, limit } => {
+            let group = group_of(&queue);
+            let (total, messages) = events::dlq::list(&channel, &topology, &group, limit).await?;
+            println!("{}: {total} dead message(s)", topology.dead_queue(&group));
+            for m in messages {
+                println!(
+                    "{}  {}  {}\n    {}",
+                    m.message_id, m.routing_key, m.reason, m.payload_preview
+                );
+            }
+            Ok(())
+        }
+        DlqAction::Replay { queue, limit } => {
+            let group = group_of(&queue);
+            let replayed = events::dlq::replay(&channel, &topology, &group, limit).await?;
+            println!(
+                "replayed {replayed} message(s) into {}",
+                topology.queue(&group)
+            );
+            Ok(())
+        }
+        DlqAction::Purge { queue } => {
+            let group = group_of(&queue);
+            let purged = events::dlq::purge(&channel, &topology, &group).await?;
+            println!(
+                "purged {purged} message(s) from {}",
+                topology.dead_queue(&group)
+            );
+            Ok(())
+        }
+    };
+    let _ = connection.close(200, "done".into()).await;
+    result
 }

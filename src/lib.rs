@@ -15,4 +15,5 @@ pub mod roles;
 pub mod shutdown;
 pub mod stores;
 pub mod telemetry;
+pub mod tls;
 pub mod webhooks;

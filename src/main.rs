@@ -12,6 +12,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    storeops::tls::install_crypto_provider();
     // Telemetry before the runtime: see telemetry.rs for why.
     let telemetry = telemetry::init(config.log_format, cli.command.role_label());
     let runtime = match tokio::runtime::Builder::new_multi_thread()

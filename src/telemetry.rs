@@ -19,8 +19,9 @@ pub struct Telemetry {
 impl Telemetry {
     /// Call after the runtime has stopped.
     pub fn shutdown(self) {
+        // Bounded: an unreachable collector must not hold the exit past the grace period.
         if let Some(provider) = self.provider
-            && let Err(e) = provider.shutdown()
+            && let Err(e) = provider.shutdown_with_timeout(std::time::Duration::from_secs(3))
         {
             eprintln!("storeops: flushing traces failed: {e}");
         }
@@ -30,6 +31,8 @@ impl Telemetry {
 pub fn init(format: LogFormat, role: &str) -> Telemetry {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // RUST_LOG filters the logs only: traces keep their own level, so quiet logs
+    // never silence tracing.
     let fmt_layer = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -37,9 +40,11 @@ pub fn init(format: LogFormat, role: &str) -> Telemetry {
             .with_current_span(true)
             .with_span_list(false)
             .with_writer(std::io::stderr)
+            .with_filter(filter)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_filter(filter)
             .boxed(),
     };
     let (provider, otel_error) = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
@@ -52,10 +57,11 @@ pub fn init(format: LogFormat, role: &str) -> Telemetry {
     let otel_layer = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("storeops"))
-            .with_filter(EnvFilter::new("info"))
+            .with_filter(EnvFilter::new(
+                "info,h2=off,hyper=off,reqwest=off,tower=off",
+            ))
     });
     tracing_subscriber::registry()
-        .with(filter)
         .with(fmt_layer)
         .with(otel_layer)
         .init();

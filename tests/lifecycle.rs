@@ -97,7 +97,7 @@ impl Drop for Process {
 }
 
 fn client() -> reqwest::Client {
-    storeops::webhooks::ensure_tls_provider();
+    storeops::tls::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -287,4 +287,72 @@ async fn a_bad_variable_stops_start_up_naming_it_without_secrets() {
         .expect("run");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("AUTH_JWT_SECRET"));
+}
+
+#[tokio::test]
+async fn traces_are_exported_over_otlp_without_ever_blocking_start_up() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    // A loopback OTLP/HTTP collector that counts trace exports.
+    let exports = Arc::new(AtomicUsize::new(0));
+    let counter = exports.clone();
+    let collector = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let counter = counter.clone();
+            async move {
+                if !body.is_empty() {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+
+    let (database, _db) = common::fresh_database().await;
+    let database_url = url_for_database(&common::database_url(), &database);
+    let client = client();
+    for (endpoint, expect_exports) in [(endpoint, true), ("http://127.0.0.1:1".to_owned(), false)] {
+        let started = Instant::now();
+        let mut api = Process::start(
+            &["api"],
+            &[
+                ("DATABASE_URL", database_url.clone()),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+            ],
+        );
+        api.wait_ready(&client, 200).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "start-up waited on {endpoint}"
+        );
+        let response = client
+            .get(format!("{}/api/v1/regions", api.http))
+            .bearer_auth(token(Role::Hq, None, None))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+        if expect_exports {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while exports.load(Ordering::SeqCst) == 0 {
+                assert!(Instant::now() < deadline, "no trace reached the collector");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        api.signal("TERM");
+        assert_eq!(
+            api.wait_exit(Duration::from_secs(15)).await.code(),
+            Some(0),
+            "{endpoint}"
+        );
+    }
 }

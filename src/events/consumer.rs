@@ -26,6 +26,7 @@ use lapin::{
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
@@ -317,23 +318,39 @@ impl GroupWorker {
             .unwrap_or(0u32);
         let span = tracing::info_span!(
             "message",
-            otel.name = %format!("consume {}", delivery.routing_key),
+            otel.name = tracing::field::Empty,
             queue = %queue,
             routing_key = tracing::field::Empty,
             message_id = tracing::field::Empty,
             attempt,
         );
         trace_context::continue_trace(&span, &headers);
-        let _entered = span.enter();
+        self.process(&delivery, &headers, attempt, &queue)
+            .instrument(span)
+            .await;
+        metrics::MESSAGE_HANDLING
+            .with_label_values(&[queue.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+    }
 
-        let message = match decode(&delivery, &headers, attempt) {
+    /// Decode, apply, then settle the delivery: ack, retry later, or dead-letter.
+    async fn process(
+        &self,
+        delivery: &Delivery,
+        headers: &HashMap<String, String>,
+        attempt: u32,
+        queue: &str,
+    ) {
+        let message = match decode(delivery, headers, attempt) {
             Ok(message) => message,
             Err(reason) => {
                 tracing::error!(%reason, "undecodable message; dead-lettering");
-                self.settle_dead(&delivery, &queue).await;
+                self.settle_dead(delivery, queue).await;
                 return;
             }
         };
+        let span = tracing::Span::current();
+        span.record("otel.name", format!("consume {}", message.routing_key));
         span.record("message_id", tracing::field::display(message.id));
         span.record("routing_key", message.routing_key.as_str());
         let outcome = match self.registry_handler(&message.routing_key) {
@@ -356,30 +373,26 @@ impl GroupWorker {
                 }
             }
         };
-        drop(_entered);
         match outcome {
-            Ok(Outcome::Applied) => self.ack(&delivery, "ack").await,
-            Ok(Outcome::Duplicate) => self.ack(&delivery, "duplicate").await,
+            Ok(Outcome::Applied) => self.ack(delivery, "ack").await,
+            Ok(Outcome::Duplicate) => self.ack(delivery, "duplicate").await,
             Err(HandlerError::Retryable(reason)) => {
                 match self.topology.delay_queue(self.group, attempt as usize) {
                     Some(delay_queue) => {
-                        tracing::warn!(parent: &span, %reason, attempt, "handler failed; retrying later");
-                        self.retry(&delivery, &delay_queue, attempt + 1).await;
+                        tracing::warn!(%reason, "handler failed; retrying later");
+                        self.retry(delivery, &delay_queue, attempt + 1).await;
                     }
                     None => {
-                        tracing::error!(parent: &span, %reason, attempt, "handler failed on its last attempt; dead-lettering");
-                        self.settle_dead(&delivery, &queue).await;
+                        tracing::error!(%reason, "handler failed on its last attempt; dead-lettering");
+                        self.settle_dead(delivery, queue).await;
                     }
                 }
             }
             Err(HandlerError::Permanent(reason)) => {
-                tracing::error!(parent: &span, %reason, "handler failed permanently; dead-lettering");
-                self.settle_dead(&delivery, &queue).await;
+                tracing::error!(%reason, "handler failed permanently; dead-lettering");
+                self.settle_dead(delivery, queue).await;
             }
         }
-        metrics::MESSAGE_HANDLING
-            .with_label_values(&[queue.as_str()])
-            .observe(started.elapsed().as_secs_f64());
     }
 
     fn registry_handler(&self, routing_key: &str) -> Option<Arc<dyn Handler>> {

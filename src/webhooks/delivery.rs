@@ -95,7 +95,7 @@ impl PostFailure {
 
 impl Sender {
     pub fn new(config: &WebhookConfig, db: PgPool) -> anyhow::Result<Self> {
-        super::ensure_tls_provider();
+        crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(Duration::from_secs(5).min(config.timeout))

@@ -38,11 +38,6 @@ pub const PUBLIC_EVENT_TYPES: [&str; 9] = [
 /// The routing key of one delivery message.
 pub const DELIVER_ROUTING_KEY: &str = "webhook.deliver";
 
-/// The process's TLS crypto provider for outbound HTTPS (ring); idempotent.
-pub fn ensure_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 pub fn register_handlers(
     registry: &mut Registry,
     config: &WebhookConfig,

@@ -118,7 +118,7 @@ pub async fn fresh_database() -> (String, PgPool) {
         .await
         .expect("create test database");
     let pool = PgPoolOptions::new()
-        .max_connections(10)
+        .max_connections(32)
         .acquire_timeout(Duration::from_secs(10))
         .connect(&url_for_database(&database_url(), &name))
         .await
@@ -227,7 +227,7 @@ impl TestApp {
             db,
             database,
             client: {
-                storeops::webhooks::ensure_tls_provider();
+                storeops::tls::install_crypto_provider();
                 reqwest::Client::builder()
                     .timeout(Duration::from_secs(30))
                     .build()
