@@ -308,6 +308,21 @@ pub async fn require_staff(request: Request, next: Next) -> Result<Response, Api
     }
 }
 
+/// An HQ caller; anyone else gets 403 before the request body is read.
+pub struct HqPrincipal(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for HqPrincipal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        match principal.access {
+            Access::Hq => Ok(Self(principal)),
+            _ => Err(ApiError::Forbidden("only HQ may do this".to_owned())),
+        }
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = ApiError;
 

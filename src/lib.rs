@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod campaigns;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -14,6 +15,8 @@ pub mod metrics;
 pub mod roles;
 pub mod shutdown;
 pub mod stores;
+pub mod tasks;
 pub mod telemetry;
+pub mod templates;
 pub mod tls;
 pub mod webhooks;

@@ -25,7 +25,9 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{auth::JwtVerifier, config::WebhookConfig, stores, webhooks};
+use crate::{
+    auth::JwtVerifier, campaigns, config::WebhookConfig, stores, tasks, templates, webhooks,
+};
 
 /// What handlers can reach; each handler takes only the parts it needs (`FromRef`).
 #[derive(Clone, FromRef)]
@@ -51,6 +53,9 @@ pub struct HttpLimits {
     modifiers(&BearerAuth),
     tags(
         (name = "stores", description = "Regions, stores and staff"),
+        (name = "templates", description = "Versioned task templates and checklists"),
+        (name = "tasks", description = "Store tasks: list, lifecycle, review, history"),
+        (name = "campaigns", description = "One task to many stores"),
         (name = "webhooks", description = "Outbound event notifications (HQ)"),
     ),
 )]
@@ -70,6 +75,9 @@ impl Modify for BearerAuth {
 /// Every `/api/v1` route, with its OpenAPI description.
 fn api_routes() -> OpenApiRouter<AppState> {
     let staff = stores::router()
+        .merge(templates::router())
+        .merge(tasks::router())
+        .merge(campaigns::router())
         .merge(webhooks::router())
         .layer(axum::middleware::from_fn(crate::auth::require_staff));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", staff)

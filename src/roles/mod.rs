@@ -63,6 +63,7 @@ pub async fn run(
         .with_context(|| format!("binding ADMIN_ADDR {}", config.admin_addr))?;
     let db = crate::db::connect(&config, label)?;
     crate::events::metrics::init();
+    crate::tasks::metrics::init();
     let mut parts = Vec::new();
     if roles.api {
         parts.push(api::start(&config, db.clone(), &shutdown).await?);

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use super::RoleParts;
 use crate::{
     admin::Check,
+    campaigns,
     config::Config,
     events::{
         WorkerSession,
@@ -31,6 +32,7 @@ pub struct WorkerOptions {
 /// Every module's handlers; the one place that knows all consumers.
 pub fn registry(config: &Config, db: &PgPool) -> anyhow::Result<Registry> {
     let mut registry = Registry::default();
+    campaigns::register_handlers(&mut registry);
     webhooks::register_handlers(&mut registry, &config.webhooks, db.clone())?;
     Ok(registry)
 }

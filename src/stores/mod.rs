@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use routes::router;
+pub use routes::{ScopedStore, router};
 
 crate::uuid_id!(
     /// A store, as the API returns it and as JWT `store_id` claims name it.

@@ -9,7 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{PUBLIC_EVENT_TYPES, WebhookId, repo, target};
 use crate::{
-    auth::Principal,
+    auth::HqPrincipal,
     config::WebhookConfig,
     error::{ApiError, FieldError, Problem},
     http::{
@@ -71,29 +71,6 @@ impl From<repo::WebhookRow> for WebhookDto {
             description: row.description,
             created_at: row.created_at,
         }
-    }
-}
-
-fn ensure_hq(principal: &Principal) -> Result<(), ApiError> {
-    match principal.access {
-        crate::auth::Access::Hq => Ok(()),
-        _ => Err(ApiError::Forbidden("webhooks are managed by HQ".to_owned())),
-    }
-}
-
-/// Webhook management is HQ's alone: checked before the body is read.
-pub struct HqPrincipal(pub Principal);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for HqPrincipal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, ApiError> {
-        let principal = Principal::from_request_parts(parts, state).await?;
-        ensure_hq(&principal)?;
-        Ok(Self(principal))
     }
 }
 

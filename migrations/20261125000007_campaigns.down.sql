@@ -1,0 +1,2 @@
+DROP INDEX tasks_campaign_idx;
+DROP TABLE campaigns;

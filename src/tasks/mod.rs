@@ -1,0 +1,243 @@
+//! Store tasks: what staff must do, its lifecycle, review, audit trail and the events
+//! others hear about. All status changes go through one transition table.
+
+mod idempotency;
+pub mod repo;
+mod routes;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub use routes::router;
+
+use crate::error::ApiError;
+
+crate::uuid_id!(TaskId);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Adhoc,
+    Checklist,
+    PriceRelabel,
+    Receiving,
+    Restock,
+}
+
+/// Maps a stored string to an enum; a mismatch is a bug (the database constrains it).
+macro_rules! string_enum {
+    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $text),+
+                }
+            }
+
+            pub fn parse(raw: &str) -> Result<Self, ApiError> {
+                match raw {
+                    $($text => Ok($ty::$variant),)+
+                    other => Err(ApiError::Internal(anyhow::anyhow!(
+                        concat!("unknown ", stringify!($ty), " {:?} in the database"),
+                        other
+                    ))),
+                }
+            }
+
+            pub fn from_param(raw: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == raw)
+            }
+        }
+    };
+}
+
+string_enum!(TaskKind {
+    Adhoc => "adhoc",
+    Checklist => "checklist",
+    PriceRelabel => "price_relabel",
+    Receiving => "receiving",
+    Restock => "restock",
+});
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Open,
+    InProgress,
+    /// Completed, waiting for a manager's approve or redo.
+    Submitted,
+    Done,
+    Cancelled,
+    Expired,
+}
+
+string_enum!(TaskStatus {
+    Open => "open",
+    InProgress => "in_progress",
+    Submitted => "submitted",
+    Done => "done",
+    Cancelled => "cancelled",
+    Expired => "expired",
+});
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+string_enum!(Priority {
+    Low => "low",
+    Normal => "normal",
+    High => "high",
+    Urgent => "urgent",
+});
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskSource {
+    Manual,
+    Campaign,
+    Schedule,
+    PriceChange,
+    Delivery,
+    StockAlert,
+}
+
+string_enum!(TaskSource {
+    Manual => "manual",
+    Campaign => "campaign",
+    Schedule => "schedule",
+    PriceChange => "price_change",
+    Delivery => "delivery",
+    StockAlert => "stock_alert",
+});
+
+/// What staff do to a task (`POST /tasks/{id}/<action>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Complete,
+    Approve,
+    Redo,
+    Cancel,
+}
+
+/// The transition table: from which statuses an action is legal, and where it leads.
+pub fn transition(action: Action, review_required: bool) -> (&'static [TaskStatus], TaskStatus) {
+    use TaskStatus::*;
+    match action {
+        Action::Start => (&[Open], InProgress),
+        Action::Complete if review_required => (&[Open, InProgress], Submitted),
+        Action::Complete => (&[Open, InProgress], Done),
+        Action::Approve => (&[Submitted], Done),
+        Action::Redo => (&[Submitted], InProgress),
+        Action::Cancel => (&[Open, InProgress, Submitted], Cancelled),
+    }
+}
+
+impl Action {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Complete => "complete",
+            Self::Approve => "approve",
+            Self::Redo => "redo",
+            Self::Cancel => "cancel",
+        }
+    }
+
+    /// The audit-trail entry and outbox routing key for reaching `to`.
+    pub fn recorded_as(self, to: TaskStatus) -> (&'static str, &'static str) {
+        match (self, to) {
+            (Self::Start, _) => ("started", "task.started"),
+            (Self::Complete, TaskStatus::Submitted) => ("submitted", "task.submitted"),
+            (Self::Complete, _) => ("completed", "task.completed"),
+            (Self::Approve, _) => ("approved", "task.completed"),
+            (Self::Redo, _) => ("sent_back", "task.reopened"),
+            (Self::Cancel, _) => ("cancelled", "task.cancelled"),
+        }
+    }
+}
+
+pub mod metrics {
+    //! Business metrics of SPEC §10.
+    use std::sync::LazyLock;
+
+    use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+
+    use crate::metrics::register;
+
+    pub static CREATED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+        register(
+            IntCounterVec::new(
+                Opts::new(
+                    "storeops_tasks_created_total",
+                    "Tasks created by kind and source",
+                ),
+                &["kind", "source"],
+            )
+            .expect("valid metric"),
+        )
+    });
+    pub static COMPLETED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+        register(
+            IntCounterVec::new(
+                Opts::new(
+                    "storeops_tasks_completed_total",
+                    "Tasks done, by kind and whether on time",
+                ),
+                &["kind", "on_time"],
+            )
+            .expect("valid metric"),
+        )
+    });
+    pub static COMPLETION_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+        register(
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "storeops_task_completion_seconds",
+                    "Time from creation to done, by kind",
+                )
+                .buckets(vec![
+                    300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 172_800.0,
+                    604_800.0,
+                ]),
+                &["kind"],
+            )
+            .expect("valid metric"),
+        )
+    });
+
+    pub fn init() {
+        LazyLock::force(&CREATED);
+        LazyLock::force(&COMPLETED);
+        LazyLock::force(&COMPLETION_SECONDS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn review_changes_where_complete_leads() {
+        assert_eq!(transition(Action::Complete, false).1, TaskStatus::Done);
+        assert_eq!(transition(Action::Complete, true).1, TaskStatus::Submitted);
+        assert!(
+            !transition(Action::Approve, false)
+                .0
+                .contains(&TaskStatus::Open)
+        );
+        assert!(
+            !transition(Action::Cancel, false)
+                .0
+                .contains(&TaskStatus::Done)
+        );
+    }
+}

@@ -1,0 +1,317 @@
+//! SQL for tasks and their audit trail. Every write here runs in the caller's
+//! transaction, next to the audit event and the outbox row it implies.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, types::Json};
+use uuid::Uuid;
+
+use super::{TaskId, TaskStatus};
+use crate::{
+    events::outbox,
+    stores::{StaffId, StoreId},
+    templates::TemplateId,
+};
+
+/// Columns of a task row (`t` = tasks, `r` = regions via stores).
+pub const TASK_COLUMNS: &str = "t.id, t.store_id, r.code AS region, t.kind, t.source, t.title, t.description,
+    t.template_id, t.template_version, t.campaign_id, t.status, t.priority, t.assignee_id,
+    t.review_required, t.due_at, t.expires_at, t.answers, t.evidence, t.created_by, t.completed_by,
+    t.created_at, t.updated_at, t.started_at, t.submitted_at, t.completed_at, t.cancelled_at, t.row_version";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TaskRow {
+    pub id: TaskId,
+    pub store_id: StoreId,
+    pub region: String,
+    pub kind: String,
+    pub source: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub template_id: Option<TemplateId>,
+    pub template_version: Option<i32>,
+    pub campaign_id: Option<Uuid>,
+    pub status: String,
+    pub priority: String,
+    pub assignee_id: Option<StaffId>,
+    pub review_required: bool,
+    pub due_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub answers: Option<Json<Value>>,
+    pub evidence: Option<Json<Value>>,
+    pub created_by: String,
+    pub completed_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub row_version: i32,
+}
+
+pub struct NewTask<'a> {
+    pub store_id: StoreId,
+    pub kind: &'a str,
+    pub source: &'a str,
+    pub title: &'a str,
+    pub description: Option<&'a str>,
+    pub template: Option<(TemplateId, i32)>,
+    pub priority: &'a str,
+    pub assignee_id: Option<StaffId>,
+    pub review_required: bool,
+    pub due_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_by: &'a str,
+}
+
+/// Inserts a task with its `created` audit event and `task.created` outbox event.
+pub async fn insert(conn: &mut PgConnection, task: &NewTask<'_>) -> Result<TaskRow, sqlx::Error> {
+    let id = TaskId::generate();
+    sqlx::query(
+        "INSERT INTO tasks (id, store_id, kind, source, title, description, template_id, template_version,
+                            priority, assignee_id, review_required, due_at, expires_at, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(id)
+    .bind(task.store_id)
+    .bind(task.kind)
+    .bind(task.source)
+    .bind(task.title)
+    .bind(task.description)
+    .bind(task.template.map(|t| t.0))
+    .bind(task.template.map(|t| t.1))
+    .bind(task.priority)
+    .bind(task.assignee_id)
+    .bind(task.review_required)
+    .bind(task.due_at)
+    .bind(task.expires_at)
+    .bind(task.created_by)
+    .execute(&mut *conn)
+    .await?;
+    let row = find(&mut *conn, id, false)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    record(
+        &mut *conn,
+        &row,
+        "created",
+        task.created_by,
+        serde_json::json!({"source": task.source}),
+    )
+    .await?;
+    outbox::enqueue(&mut *conn, "task.created", &event_payload(&row)).await?;
+    Ok(row)
+}
+
+/// A task with its region; `lock` takes a row lock for a following update.
+pub async fn find(
+    conn: &mut PgConnection,
+    id: TaskId,
+    lock: bool,
+) -> Result<Option<TaskRow>, sqlx::Error> {
+    let lock = if lock { " FOR UPDATE OF t" } else { "" };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t
+           JOIN stores s ON s.id = t.store_id
+           JOIN regions r ON r.id = s.region_id
+          WHERE t.id = $1{lock}"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Filters of the store task list.
+#[derive(Debug, Default)]
+pub struct ListFilter {
+    pub statuses: Option<Vec<String>>,
+    pub assignee: Option<StaffId>,
+    pub kind: Option<String>,
+    pub due_before: Option<DateTime<Utc>>,
+}
+
+/// The store task list: one indexed query, keyset on (due_at, id).
+pub async fn list_for_store(
+    db: &PgPool,
+    store: StoreId,
+    filter: &ListFilter,
+    after: Option<(DateTime<Utc>, TaskId)>,
+    limit: i64,
+) -> Result<Vec<TaskRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t
+           JOIN stores s ON s.id = t.store_id
+           JOIN regions r ON r.id = s.region_id
+          WHERE t.store_id = $1
+            AND ($2::text[] IS NULL OR t.status = ANY($2))
+            AND ($3::uuid IS NULL OR t.assignee_id = $3)
+            AND ($4::text IS NULL OR t.kind = $4)
+            AND ($5::timestamptz IS NULL OR t.due_at < $5)
+            AND ($6::timestamptz IS NULL OR (t.due_at, t.id) > ($6, $7))
+          ORDER BY t.due_at, t.id
+          LIMIT $8"
+    )))
+    .bind(store)
+    .bind(filter.statuses.as_deref())
+    .bind(filter.assignee)
+    .bind(filter.kind.as_deref())
+    .bind(filter.due_before)
+    .bind(after.map(|a| a.0))
+    .bind(after.map(|a| a.1))
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// What a transition writes besides the status.
+#[derive(Debug, Default)]
+pub struct TransitionWrite {
+    pub answers: Option<Value>,
+    pub evidence: Option<Value>,
+    pub actor: String,
+}
+
+/// Moves a locked task to `to`, stamping the matching timestamp; bumps the ETag.
+pub async fn set_status(
+    conn: &mut PgConnection,
+    id: TaskId,
+    to: TaskStatus,
+    write: &TransitionWrite,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE tasks SET
+            status = $2,
+            row_version = row_version + 1,
+            updated_at = now(),
+            started_at = CASE WHEN $2 = 'in_progress' THEN COALESCE(started_at, now()) ELSE started_at END,
+            submitted_at = CASE WHEN $2 = 'submitted' THEN now() ELSE submitted_at END,
+            completed_at = CASE WHEN $2 = 'done' THEN now() ELSE completed_at END,
+            cancelled_at = CASE WHEN $2 = 'cancelled' THEN now() ELSE cancelled_at END,
+            completed_by = CASE WHEN $2 IN ('done', 'submitted') AND $3::jsonb IS NOT NULL THEN $5 ELSE completed_by END,
+            answers = COALESCE($3, answers),
+            evidence = COALESCE($4, evidence)
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(to.as_str())
+    .bind(write.answers.as_ref().map(Json))
+    .bind(write.evidence.as_ref().map(Json))
+    .bind(&write.actor)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// The fields `PATCH /tasks/{id}` may change; `None` keeps the current value.
+#[derive(Debug, Default)]
+pub struct TaskChanges {
+    pub assignee: Option<Option<StaffId>>,
+    pub priority: Option<String>,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+pub async fn update(
+    conn: &mut PgConnection,
+    id: TaskId,
+    changes: &TaskChanges,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE tasks SET
+            assignee_id = CASE WHEN $2 THEN $3 ELSE assignee_id END,
+            priority = COALESCE($4, priority),
+            due_at = COALESCE($5, due_at),
+            row_version = row_version + 1,
+            updated_at = now()
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(changes.assignee.is_some())
+    .bind(changes.assignee.flatten())
+    .bind(changes.priority.as_deref())
+    .bind(changes.due_at)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Appends to the audit trail.
+pub async fn record(
+    conn: &mut PgConnection,
+    task: &TaskRow,
+    kind: &str,
+    actor: &str,
+    data: Value,
+) -> Result<Uuid, sqlx::Error> {
+    let id = Uuid::now_v7();
+    sqlx::query("INSERT INTO task_events (id, task_id, store_id, kind, actor, data) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(id)
+        .bind(task.id)
+        .bind(task.store_id)
+        .bind(kind)
+        .bind(actor)
+        .bind(Json(data))
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+/// The payload of `task.*` events: enough for consumers to act without a lookup.
+pub fn event_payload(task: &TaskRow) -> Value {
+    serde_json::json!({
+        "task_id": task.id,
+        "store_id": task.store_id,
+        "region": task.region,
+        "kind": task.kind,
+        "source": task.source,
+        "status": task.status,
+        "title": task.title,
+        "assignee_id": task.assignee_id,
+        "campaign_id": task.campaign_id,
+        "due_at": task.due_at,
+        "completed_at": task.completed_at,
+    })
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct TaskEventRow {
+    pub id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub kind: String,
+    pub actor: String,
+    pub data: Json<Value>,
+}
+
+pub async fn history(
+    db: &PgPool,
+    task: TaskId,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<TaskEventRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, occurred_at, kind, actor, data FROM task_events
+          WHERE task_id = $1 AND ($2::timestamptz IS NULL OR (occurred_at, id) > ($2, $3))
+          ORDER BY occurred_at, id LIMIT $4",
+    )
+    .bind(task)
+    .bind(after.map(|a| a.0))
+    .bind(after.map(|a| a.1))
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Whether `staff` works at `store` (and is active): assignments must stay in the store.
+pub async fn staff_in_store(
+    conn: &mut PgConnection,
+    staff: StaffId,
+    store: StoreId,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM staff WHERE id = $1 AND store_id = $2 AND active)",
+    )
+    .bind(staff)
+    .bind(store)
+    .fetch_one(conn)
+    .await
+}

@@ -1,0 +1,227 @@
+//! Task templates: versioned checklists HQ defines once and stores run many times.
+//! A change writes a new version; a task keeps the version it was created from, and
+//! its answers are validated against that version.
+
+mod repo;
+mod routes;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub use repo::{TemplateVersionRow, find_version};
+pub use routes::router;
+
+use crate::{error::FieldError, tasks::TaskKind};
+
+crate::uuid_id!(TemplateId);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemType {
+    /// Ticked or not: the answer is `true`/`false`.
+    Check,
+    /// A measurement: the answer is a number.
+    Number,
+    /// Free text, up to 2,000 characters.
+    Text,
+    /// A photo: the answer is an evidence reference `{"url": ..., ...}`.
+    Photo,
+}
+
+/// One line of a checklist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChecklistItem {
+    /// Stable key answers refer to: `^[a-z0-9_]{1,64}$`.
+    pub key: String,
+    pub label: String,
+    #[serde(rename = "type")]
+    pub item_type: ItemType,
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// A reference to evidence stored elsewhere (object storage): the API keeps the URL
+/// and metadata, never the bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceRef {
+    /// https URL of the stored object.
+    pub url: String,
+    pub content_type: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub taken_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The checklist item it belongs to, if any.
+    pub item_key: Option<String>,
+}
+
+impl EvidenceRef {
+    pub fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
+        let ok = self.url.len() <= 2048
+            && reqwest::Url::parse(&self.url)
+                .is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some());
+        if !ok {
+            errors.push(FieldError::new(
+                format!("{field}.url"),
+                "must be an https URL of at most 2048 characters",
+            ));
+        }
+        if self.content_type.as_ref().is_some_and(|c| c.len() > 100) {
+            errors.push(FieldError::new(
+                format!("{field}.content_type"),
+                "must be at most 100 characters",
+            ));
+        }
+    }
+}
+
+/// Checks a checklist definition; `field` prefixes error paths.
+pub fn validate_checklist(items: &[ChecklistItem], field: &str, errors: &mut Vec<FieldError>) {
+    if items.len() > 100 {
+        errors.push(FieldError::new(field, "at most 100 items"));
+    }
+    let mut keys = std::collections::HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let valid_key = (1..=64).contains(&item.key.len())
+            && item
+                .key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid_key {
+            errors.push(FieldError::new(
+                format!("{field}[{i}].key"),
+                "must match ^[a-z0-9_]{1,64}$",
+            ));
+        } else if !keys.insert(item.key.as_str()) {
+            errors.push(FieldError::new(
+                format!("{field}[{i}].key"),
+                "duplicates an earlier key",
+            ));
+        }
+        if !(1..=200).contains(&item.label.chars().count()) {
+            errors.push(FieldError::new(
+                format!("{field}[{i}].label"),
+                "must be 1-200 characters",
+            ));
+        }
+    }
+}
+
+/// Checks completion answers against a checklist: every required item answered with
+/// the right type, no unknown keys. Errors are named `answers.<key>`.
+pub fn validate_answers(
+    items: &[ChecklistItem],
+    answers: &serde_json::Map<String, serde_json::Value>,
+    errors: &mut Vec<FieldError>,
+) {
+    for key in answers.keys() {
+        if !items.iter().any(|i| &i.key == key) {
+            errors.push(FieldError::new(
+                format!("answers.{key}"),
+                "is not an item of this checklist",
+            ));
+        }
+    }
+    for item in items {
+        let field = format!("answers.{}", item.key);
+        let Some(value) = answers.get(&item.key).filter(|v| !v.is_null()) else {
+            if item.required {
+                errors.push(FieldError::new(
+                    field,
+                    format!("is required ({})", item.label),
+                ));
+            }
+            continue;
+        };
+        match item.item_type {
+            ItemType::Check => match value.as_bool() {
+                Some(true) => {}
+                Some(false) if !item.required => {}
+                Some(false) => {
+                    errors.push(FieldError::new(field, "is required and must be checked"))
+                }
+                None => errors.push(FieldError::new(field, "must be true or false")),
+            },
+            ItemType::Number => {
+                if !value.as_f64().is_some_and(f64::is_finite) {
+                    errors.push(FieldError::new(field, "must be a number"));
+                }
+            }
+            ItemType::Text => match value.as_str() {
+                Some(text) if item.required && text.trim().is_empty() => {
+                    errors.push(FieldError::new(field, "must not be empty"));
+                }
+                Some(text) if text.chars().count() > 2000 => {
+                    errors.push(FieldError::new(field, "must be at most 2000 characters"));
+                }
+                Some(_) => {}
+                None => errors.push(FieldError::new(field, "must be text")),
+            },
+            ItemType::Photo => match serde_json::from_value::<EvidenceRef>(value.clone()) {
+                Ok(evidence) => evidence.validate(&field, errors),
+                Err(_) => errors.push(FieldError::new(
+                    field,
+                    "must be an evidence reference {\"url\": \"https://...\"}",
+                )),
+            },
+        }
+    }
+}
+
+/// A template version as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TemplateDto {
+    pub id: TemplateId,
+    pub version: i32,
+    pub title: String,
+    pub description: Option<String>,
+    pub kind: TaskKind,
+    pub checklist: Vec<ChecklistItem>,
+    pub review_required: bool,
+    pub estimated_minutes: Option<i32>,
+    /// Default time from creation to due, in minutes.
+    pub due_window_minutes: i32,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(key: &str, item_type: ItemType, required: bool) -> ChecklistItem {
+        ChecklistItem {
+            key: key.into(),
+            label: key.into(),
+            item_type,
+            required,
+        }
+    }
+
+    #[test]
+    fn answers_are_checked_item_by_item() {
+        let items = vec![
+            item("clean", ItemType::Check, true),
+            item("temp", ItemType::Number, true),
+            item("note", ItemType::Text, false),
+            item("shelf", ItemType::Photo, true),
+        ];
+        let answers = serde_json::json!({"clean": false, "temp": "cold", "extra": 1});
+        let mut errors = Vec::new();
+        validate_answers(&items, answers.as_object().expect("object"), &mut errors);
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "answers.extra",
+                "answers.clean",
+                "answers.temp",
+                "answers.shelf"
+            ]
+        );
+
+        let answers = serde_json::json!({"clean": true, "temp": 4.5, "shelf": {"url": "https://cdn.example.com/p.jpg"}});
+        let mut errors = Vec::new();
+        validate_answers(&items, answers.as_object().expect("object"), &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+}

@@ -1,0 +1,265 @@
+//! `GET|POST /task-templates`, `GET|PATCH /task-templates/{template_id}`.
+
+use axum::{extract::State, http::StatusCode};
+use serde::Deserialize;
+use sqlx::PgPool;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{ChecklistItem, TemplateDto, TemplateId, repo, validate_checklist};
+use crate::{
+    auth::{HqPrincipal, Principal},
+    error::{ApiError, FieldError, Problem},
+    http::{
+        AppState,
+        extract::{Json, Path, Query},
+        pagination::{Page, PageRequest},
+    },
+    tasks::TaskKind,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_templates, create_template))
+        .routes(routes!(get_template, patch_template))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTemplate {
+    pub title: String,
+    pub description: Option<String>,
+    /// Default `checklist`.
+    pub kind: Option<TaskKind>,
+    #[serde(default)]
+    pub checklist: Vec<ChecklistItem>,
+    #[serde(default)]
+    pub review_required: bool,
+    pub estimated_minutes: Option<i32>,
+    /// Minutes from creation to due; default 1440 (a day).
+    pub due_window_minutes: Option<i32>,
+}
+
+/// Fields to change; the rest carries over from the current version.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatePatch {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub kind: Option<TaskKind>,
+    pub checklist: Option<Vec<ChecklistItem>>,
+    pub review_required: Option<bool>,
+    pub estimated_minutes: Option<i32>,
+    pub due_window_minutes: Option<i32>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VersionQuery {
+    /// A specific version (default: the current one).
+    pub version: Option<i32>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TemplateListQuery {
+    pub cursor: Option<String>,
+    /// 1..=200, default 50.
+    pub limit: Option<u32>,
+}
+
+impl TryFrom<repo::TemplateVersionRow> for TemplateDto {
+    type Error = ApiError;
+
+    fn try_from(row: repo::TemplateVersionRow) -> Result<Self, ApiError> {
+        Ok(Self {
+            kind: TaskKind::parse(&row.kind)?,
+            id: row.id,
+            version: row.version,
+            title: row.title,
+            description: row.description,
+            checklist: row.checklist.0,
+            review_required: row.review_required,
+            estimated_minutes: row.estimated_minutes,
+            due_window_minutes: row.due_window_minutes,
+            created_at: row.created_at,
+        })
+    }
+}
+
+fn validate(fields: &repo::VersionFieldsOwned) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    if !(1..=200).contains(&fields.title.trim().chars().count()) {
+        errors.push(FieldError::new("title", "must be 1-200 characters"));
+    }
+    if fields
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 4000)
+    {
+        errors.push(FieldError::new(
+            "description",
+            "must be at most 4000 characters",
+        ));
+    }
+    validate_checklist(&fields.checklist, "checklist", &mut errors);
+    if fields
+        .estimated_minutes
+        .is_some_and(|m| !(1..=1440).contains(&m))
+    {
+        errors.push(FieldError::new("estimated_minutes", "must be 1-1440"));
+    }
+    if !(5..=43_200).contains(&fields.due_window_minutes) {
+        errors.push(FieldError::new("due_window_minutes", "must be 5-43200"));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// Current versions of all templates.
+#[utoipa::path(
+    get, path = "/task-templates", tag = "templates",
+    params(TemplateListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Page<TemplateDto>),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn list_templates(
+    _principal: Principal,
+    State(db): State<PgPool>,
+    Query(query): Query<TemplateListQuery>,
+) -> Result<Json<Page<TemplateDto>>, ApiError> {
+    let page = PageRequest::<TemplateId>::parse(query.cursor.as_deref(), query.limit)?;
+    let rows = repo::list_current(&db, page.after, page.fetch_limit()).await?;
+    let page = page.page(rows, |row| row.id);
+    Ok(Json(Page {
+        items: page
+            .items
+            .into_iter()
+            .map(TemplateDto::try_from)
+            .collect::<Result<_, _>>()?,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Create a template (HQ).
+#[utoipa::path(
+    post, path = "/task-templates", tag = "templates",
+    request_body = NewTemplate,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = TemplateDto),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn create_template(
+    HqPrincipal(principal): HqPrincipal,
+    State(db): State<PgPool>,
+    Json(body): Json<NewTemplate>,
+) -> Result<(StatusCode, Json<TemplateDto>), ApiError> {
+    let fields = repo::VersionFieldsOwned {
+        title: body.title.trim().to_owned(),
+        description: body.description,
+        kind: body.kind.unwrap_or(TaskKind::Checklist).as_str().to_owned(),
+        checklist: body.checklist,
+        review_required: body.review_required,
+        estimated_minutes: body.estimated_minutes,
+        due_window_minutes: body.due_window_minutes.unwrap_or(1440),
+    };
+    validate(&fields)?;
+    let row = repo::create(&db, &fields.borrowed(), &principal.subject).await?;
+    Ok((StatusCode::CREATED, Json(row.try_into()?)))
+}
+
+/// A template: its current version, or `?version=N`.
+#[utoipa::path(
+    get, path = "/task-templates/{template_id}", tag = "templates",
+    params(("template_id" = TemplateId, Path, description = "The template's id"), VersionQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = TemplateDto),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_template(
+    _principal: Principal,
+    State(db): State<PgPool>,
+    Path(id): Path<TemplateId>,
+    Query(query): Query<VersionQuery>,
+) -> Result<Json<TemplateDto>, ApiError> {
+    let mut conn = db.acquire().await?;
+    let row = repo::find_version(&mut conn, id, query.version)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "template {id} (version {:?}) does not exist",
+                query.version
+            ))
+        })?;
+    Ok(Json(row.try_into()?))
+}
+
+/// Change a template (HQ): writes a new version; existing tasks keep theirs.
+#[utoipa::path(
+    patch, path = "/task-templates/{template_id}", tag = "templates",
+    params(("template_id" = TemplateId, Path, description = "The template's id")),
+    request_body = TemplatePatch,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = TemplateDto, description = "The new version"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn patch_template(
+    HqPrincipal(principal): HqPrincipal,
+    State(db): State<PgPool>,
+    Path(id): Path<TemplateId>,
+    Json(patch): Json<TemplatePatch>,
+) -> Result<Json<TemplateDto>, ApiError> {
+    let row = repo::new_version(
+        &db,
+        id,
+        |latest| {
+            let fields = repo::VersionFieldsOwned {
+                title: patch
+                    .title
+                    .map_or_else(|| latest.title.clone(), |t| t.trim().to_owned()),
+                description: patch.description.or_else(|| latest.description.clone()),
+                kind: patch
+                    .kind
+                    .map_or_else(|| latest.kind.clone(), |k| k.as_str().to_owned()),
+                checklist: patch
+                    .checklist
+                    .unwrap_or_else(|| latest.checklist.0.clone()),
+                review_required: patch.review_required.unwrap_or(latest.review_required),
+                estimated_minutes: patch.estimated_minutes.or(latest.estimated_minutes),
+                due_window_minutes: patch
+                    .due_window_minutes
+                    .unwrap_or(latest.due_window_minutes),
+            };
+            validate(&fields)?;
+            Ok(fields)
+        },
+        &principal.subject,
+    )
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("template {id} does not exist")))?;
+    Ok(Json(row.try_into()?))
+}
