@@ -35,6 +35,7 @@ pub struct AppState {
     pub db: PgPool,
     pub verifier: Arc<JwtVerifier>,
     pub webhooks: WebhookConfig,
+    pub stores: stores::StoreDirectory,
 }
 
 /// Limits that shape the router.

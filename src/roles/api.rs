@@ -22,6 +22,7 @@ pub async fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> anyhow::
             db: db.clone(),
             verifier,
             webhooks: config.webhooks.clone(),
+            stores: crate::stores::StoreDirectory::new(db.clone()),
         },
         HttpLimits {
             body_limit_bytes: config.body_limit_bytes,

@@ -2,6 +2,7 @@
 //! closure dates) and their staff. Read-mostly; written by `storeops seed` and, later,
 //! by master-data integrations.
 
+pub mod directory;
 mod repo;
 mod routes;
 pub mod seed;
@@ -11,6 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use directory::StoreDirectory;
 pub use routes::{ScopedStore, router};
 
 crate::uuid_id!(

@@ -15,7 +15,7 @@ pub struct RegionRow {
     pub store_count: i64,
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoreRow {
     pub id: StoreId,
     pub code: String,

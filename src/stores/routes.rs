@@ -10,8 +10,11 @@ use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use std::sync::Arc;
+
 use super::{
     OpeningHours, RegionCode, RegionId, StaffId, StaffRole, StoreFormat, StoreId,
+    directory::StoreDirectory,
     repo::{self, StoreFilter, StoreRow},
 };
 use crate::{
@@ -256,7 +259,7 @@ async fn list_stores(
 /// out-of-scope caller is refused (403/404) whatever it sends.
 pub struct ScopedStore {
     pub principal: Principal,
-    pub store: StoreRow,
+    pub store: Arc<StoreRow>,
 }
 
 #[derive(Deserialize)]
@@ -267,7 +270,7 @@ struct StorePathParams {
 impl<S> FromRequestParts<S> for ScopedStore
 where
     S: Send + Sync,
-    PgPool: FromRef<S>,
+    StoreDirectory: FromRef<S>,
 {
     type Rejection = ApiError;
 
@@ -277,18 +280,18 @@ where
     ) -> Result<Self, ApiError> {
         let principal = Principal::from_request_parts(parts, state).await?;
         let Path(params) = Path::<StorePathParams>::from_request_parts(parts, state).await?;
-        let db = PgPool::from_ref(state);
-        let store = readable_store(&db, &principal, params.store_id).await?;
+        let directory = StoreDirectory::from_ref(state);
+        let store = readable_store(&directory, &principal, params.store_id).await?;
         Ok(Self { principal, store })
     }
 }
 
 /// Loads a store and checks the caller may read it.
 async fn readable_store(
-    db: &PgPool,
+    directory: &StoreDirectory,
     principal: &Principal,
     id: StoreId,
-) -> Result<StoreRow, ApiError> {
+) -> Result<Arc<StoreRow>, ApiError> {
     // A single-store caller is refused before the lookup: it learns nothing about
     // which other ids exist.
     if let StoreScope::Store(own) = principal.store_scope()?
@@ -298,7 +301,8 @@ async fn readable_store(
             "this store is outside your scope".to_owned(),
         ));
     }
-    let store = repo::find_store(db, id)
+    let store = directory
+        .get(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("store {id} does not exist")))?;
     let region = RegionCode::parse(&store.region).map_err(|m| {
@@ -328,7 +332,7 @@ async fn get_store(
     let today = local_today(&store.time_zone);
     let closure_dates = repo::upcoming_closures(&db, store.id, today).await?;
     Ok(Json(StoreDetailDto {
-        store: store.try_into()?,
+        store: StoreRow::clone(&store).try_into()?,
         closure_dates,
     }))
 }

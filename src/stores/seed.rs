@@ -139,23 +139,23 @@ pub struct SeedReport {
     pub stores: u64,
     pub closures: u64,
     pub staff: u64,
-    pub history_days: u32,
+    pub templates: u64,
+    pub history_tasks: u64,
 }
 
 impl fmt::Display for SeedReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seeded: {} regions, {} stores, {} closure dates, {} staff (rows already present are kept)",
-            self.regions, self.stores, self.closures, self.staff
-        )?;
-        if self.history_days > 0 {
-            write!(
-                f,
-                "; task history: none generated, this build has no task model yet"
-            )?;
-        }
-        Ok(())
+            "seeded: {} regions, {} stores, {} closure dates, {} staff, {} templates, {} past tasks \
+             (rows already present are kept)",
+            self.regions,
+            self.stores,
+            self.closures,
+            self.staff,
+            self.templates,
+            self.history_tasks
+        )
     }
 }
 
@@ -216,10 +216,9 @@ pub async fn seed_chain(
 ) -> Result<SeedReport, sqlx::Error> {
     let mut tx = db.begin().await?;
     let mut report = SeedReport {
-        history_days,
+        regions: insert_regions(&mut tx).await?,
         ..SeedReport::default()
     };
-    report.regions = insert_regions(&mut tx).await?;
     // Region ids as stored (an existing region keeps its id).
     let region_ids: Vec<Uuid> = sqlx::query_scalar(
         "SELECT r.id FROM unnest($1::text[]) WITH ORDINALITY AS c(code, n)
@@ -239,8 +238,149 @@ pub async fn seed_chain(
         report.staff += batch.insert_staff(&mut tx).await?;
         start = end;
     }
+    report.templates = insert_templates(&mut tx).await?;
     tx.commit().await?;
+    // History goes in a transaction per day, so a long history never holds one huge one.
+    for days_ago in (1..=history_days).rev() {
+        let mut tx = db.begin().await?;
+        report.history_tasks += insert_history_day(&mut tx, days_ago).await?;
+        tx.commit().await?;
+    }
     Ok(report)
+}
+
+/// Everyday store routines (kind `checklist`), version 1, deterministic ids.
+const TEMPLATES: [(&str, bool, i32, &str); 5] = [
+    (
+        "Opening checklist",
+        false,
+        20,
+        r#"[{"key":"lights","label":"Lights and tills on","type":"check","required":true},{"key":"entrance","label":"Entrance clean (photo)","type":"photo","required":true},{"key":"note","label":"Remarks","type":"text"}]"#,
+    ),
+    (
+        "Closing checklist",
+        false,
+        25,
+        r#"[{"key":"tills","label":"Tills counted","type":"check","required":true},{"key":"doors","label":"Doors locked","type":"check","required":true}]"#,
+    ),
+    (
+        "Fridge temperature log",
+        false,
+        10,
+        r#"[{"key":"dairy","label":"Dairy fridge °C","type":"number","required":true},{"key":"meat","label":"Meat fridge °C","type":"number","required":true}]"#,
+    ),
+    (
+        "Fresh produce check",
+        true,
+        30,
+        r#"[{"key":"expired_removed","label":"Expired items removed","type":"check","required":true},{"key":"display","label":"Display photo","type":"photo","required":true}]"#,
+    ),
+    (
+        "Cleaning round",
+        false,
+        15,
+        r#"[{"key":"floors","label":"Floors","type":"check","required":true},{"key":"toilets","label":"Customer toilets","type":"check","required":false}]"#,
+    ),
+];
+
+async fn insert_templates(tx: &mut Transaction<'_, Postgres>) -> Result<u64, sqlx::Error> {
+    let mut inserted = 0;
+    for (i, (title, review, minutes, checklist)) in TEMPLATES.iter().enumerate() {
+        let id = seeded_id(4, i as u64);
+        let fresh = sqlx::query(
+            "INSERT INTO task_templates (id, current_version, created_by) VALUES ($1, 1, 'seed')
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if fresh == 0 {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO task_template_versions (template_id, version, title, kind, checklist, review_required,
+                                                estimated_minutes, due_window_minutes, created_by)
+             VALUES ($1, 1, $2, 'checklist', $3::jsonb, $4, $5, 480, 'seed')",
+        )
+        .bind(id)
+        .bind(title)
+        .bind(checklist)
+        .bind(review)
+        .bind(minutes)
+        .execute(&mut **tx)
+        .await?;
+        inserted += 1;
+    }
+    Ok(inserted)
+}
+
+/// One past day of work per store: each template's task, plus ad-hoc ones, ~10 a
+/// store, mostly done on time, some late, some expired or cancelled. Ids are v7
+/// (time-ordered) and derived from the day, store and slot, so re-runs add nothing.
+async fn insert_history_day(
+    tx: &mut Transaction<'_, Postgres>,
+    days_ago: u32,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query(
+        "SELECT task_events_ensure_partitions((current_date - $1::int)::date, current_date)",
+    )
+    .bind(i32::try_from(days_ago).unwrap_or(i32::MAX))
+    .execute(&mut **tx)
+    .await?;
+    let inserted: i64 = sqlx::query_scalar(
+        "WITH slots AS (
+            SELECT s.id AS store_id, s.time_zone, g AS slot,
+                   ((current_date - $1::int) + time '07:00' + g * interval '75 minutes') AT TIME ZONE s.time_zone AS created_at,
+                   abs(hashtext(s.id::text || $1::text || g::text)) % 100 AS fate
+              FROM stores s CROSS JOIN generate_series(0, 9) g
+         ), shaped AS (
+            SELECT sl.*, created_at + interval '3 hours' AS due_at,
+                   (lpad(to_hex((extract(epoch FROM created_at) * 1000)::bigint), 12, '0') || '7'
+                     || substr(md5(store_id::text || $1::text || slot::text), 1, 3) || '8'
+                     || substr(md5(store_id::text || $1::text || slot::text), 4, 15))::uuid AS id,
+                   t.id AS template_id, t.title AS template_title, t.review_required
+              FROM slots sl
+              LEFT JOIN LATERAL (
+                  SELECT tt.id, v.title, v.review_required FROM task_templates tt
+                    JOIN task_template_versions v ON v.template_id = tt.id AND v.version = 1
+                   WHERE tt.created_by = 'seed' ORDER BY tt.id OFFSET sl.slot LIMIT 1
+              ) t ON sl.slot < 5
+         ), inserted AS (
+         INSERT INTO tasks (id, store_id, kind, source, title, template_id, template_version, status,
+                            review_required, due_at, created_by, completed_by, created_at, updated_at,
+                            started_at, completed_at, cancelled_at, answers)
+         SELECT id, store_id,
+                CASE WHEN template_id IS NULL THEN 'adhoc' ELSE 'checklist' END,
+                CASE WHEN template_id IS NULL THEN 'manual' ELSE 'schedule' END,
+                COALESCE(template_title, 'Restock and tidy aisle ' || (slot - 4)),
+                template_id, CASE WHEN template_id IS NULL THEN NULL ELSE 1 END,
+                CASE WHEN fate < 90 THEN 'done' WHEN fate < 96 THEN 'expired' ELSE 'cancelled' END,
+                COALESCE(review_required, false), due_at, 'seed',
+                CASE WHEN fate < 90 THEN 'seed' END,
+                created_at, created_at + interval '4 hours',
+                CASE WHEN fate < 90 THEN created_at + interval '20 minutes' END,
+                CASE WHEN fate < 80 THEN created_at + (fate % 170) * interval '1 minute'
+                     WHEN fate < 90 THEN due_at + (fate % 10 + 1) * interval '25 minutes' END,
+                CASE WHEN fate >= 96 THEN created_at + interval '1 hour' END,
+                CASE WHEN fate < 90 THEN '{}'::jsonb END
+           FROM shaped
+         ON CONFLICT (id) DO NOTHING
+         RETURNING id, store_id, created_at, completed_at, cancelled_at
+         ), events AS (
+         INSERT INTO task_events (id, task_id, store_id, occurred_at, kind, actor, data)
+         SELECT gen_random_uuid(), i.id, i.store_id, e.at, e.kind, 'seed', '{}'
+           FROM inserted i
+          CROSS JOIN LATERAL (VALUES ('created', i.created_at), ('completed', i.completed_at),
+                                     ('cancelled', i.cancelled_at)) AS e(kind, at)
+          WHERE e.at IS NOT NULL
+         )
+         SELECT count(*) FROM inserted",
+    )
+    .bind(i32::try_from(days_ago).unwrap_or(i32::MAX))
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(u64::try_from(inserted).unwrap_or_default())
 }
 
 async fn insert_regions(tx: &mut Transaction<'_, Postgres>) -> Result<u64, sqlx::Error> {

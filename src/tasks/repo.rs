@@ -131,27 +131,47 @@ pub struct ListFilter {
     pub due_before: Option<DateTime<Utc>>,
 }
 
-/// The store task list: one indexed query, keyset on (due_at, id).
+/// A row of the store task list: what a phone shows in the list, nothing more.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TaskSummaryRow {
+    pub id: TaskId,
+    pub store_id: StoreId,
+    pub kind: String,
+    pub source: String,
+    pub title: String,
+    pub status: String,
+    pub priority: String,
+    pub assignee_id: Option<StaffId>,
+    pub review_required: bool,
+    pub due_at: DateTime<Utc>,
+    pub template_id: Option<TemplateId>,
+    pub campaign_id: Option<Uuid>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub row_version: i32,
+}
+
+/// The store task list: one indexed query on `tasks` alone (the store's scope was
+/// checked already), keyset on (due_at, id).
 pub async fn list_for_store(
     db: &PgPool,
     store: StoreId,
     filter: &ListFilter,
     after: Option<(DateTime<Utc>, TaskId)>,
     limit: i64,
-) -> Result<Vec<TaskRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {TASK_COLUMNS} FROM tasks t
-           JOIN stores s ON s.id = t.store_id
-           JOIN regions r ON r.id = s.region_id
-          WHERE t.store_id = $1
-            AND ($2::text[] IS NULL OR t.status = ANY($2))
-            AND ($3::uuid IS NULL OR t.assignee_id = $3)
-            AND ($4::text IS NULL OR t.kind = $4)
-            AND ($5::timestamptz IS NULL OR t.due_at < $5)
-            AND ($6::timestamptz IS NULL OR (t.due_at, t.id) > ($6, $7))
-          ORDER BY t.due_at, t.id
-          LIMIT $8"
-    )))
+) -> Result<Vec<TaskSummaryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, store_id, kind, source, title, status, priority, assignee_id, review_required,
+                due_at, template_id, campaign_id, completed_at, row_version
+           FROM tasks
+          WHERE store_id = $1
+            AND ($2::text[] IS NULL OR status = ANY($2))
+            AND ($3::uuid IS NULL OR assignee_id = $3)
+            AND ($4::text IS NULL OR kind = $4)
+            AND ($5::timestamptz IS NULL OR due_at < $5)
+            AND ($6::timestamptz IS NULL OR (due_at, id) > ($6, $7))
+          ORDER BY due_at, id
+          LIMIT $8",
+    )
     .bind(store)
     .bind(filter.statuses.as_deref())
     .bind(filter.assignee)

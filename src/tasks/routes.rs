@@ -80,6 +80,49 @@ pub struct TaskDto {
     pub version: i32,
 }
 
+/// A task in the store task list; `GET /tasks/{id}` has the rest.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskSummaryDto {
+    pub id: TaskId,
+    pub store_id: StoreId,
+    pub kind: TaskKind,
+    pub source: TaskSource,
+    pub title: String,
+    pub status: TaskStatus,
+    pub priority: Priority,
+    pub assignee_id: Option<StaffId>,
+    pub review_required: bool,
+    pub due_at: DateTime<Utc>,
+    pub template_id: Option<TemplateId>,
+    pub campaign_id: Option<Uuid>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Same value as the task's ETag.
+    pub version: i32,
+}
+
+impl TryFrom<repo::TaskSummaryRow> for TaskSummaryDto {
+    type Error = ApiError;
+
+    fn try_from(row: repo::TaskSummaryRow) -> Result<Self, ApiError> {
+        Ok(Self {
+            kind: TaskKind::parse(&row.kind)?,
+            source: TaskSource::parse(&row.source)?,
+            status: TaskStatus::parse(&row.status)?,
+            priority: Priority::parse(&row.priority)?,
+            id: row.id,
+            store_id: row.store_id,
+            title: row.title,
+            assignee_id: row.assignee_id,
+            review_required: row.review_required,
+            due_at: row.due_at,
+            template_id: row.template_id,
+            campaign_id: row.campaign_id,
+            completed_at: row.completed_at,
+            version: row.row_version,
+        })
+    }
+}
+
 impl TryFrom<TaskRow> for TaskDto {
     type Error = ApiError;
 
@@ -205,7 +248,7 @@ pub struct TaskListQuery {
     params(("store_id" = StoreId, Path, description = "The store's id"), TaskListQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = Page<TaskDto>),
+        (status = 200, body = Page<TaskSummaryDto>),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
@@ -217,7 +260,7 @@ async fn list_store_tasks(
     ScopedStore { store, .. }: ScopedStore,
     State(db): State<PgPool>,
     Query(query): Query<TaskListQuery>,
-) -> Result<Json<Page<TaskDto>>, ApiError> {
+) -> Result<Json<Page<TaskSummaryDto>>, ApiError> {
     let page = PageRequest::<(DateTime<Utc>, TaskId)>::parse(query.cursor.as_deref(), query.limit)?;
     let mut errors = Vec::new();
     let statuses = query.status.as_deref().map(|list| {
@@ -253,7 +296,7 @@ async fn list_store_tasks(
         items: page
             .items
             .into_iter()
-            .map(TaskDto::try_from)
+            .map(TaskSummaryDto::try_from)
             .collect::<Result<_, _>>()?,
         next_cursor: page.next_cursor,
     }))

@@ -205,6 +205,7 @@ impl TestApp {
                     allow_private_networks: allow_private_webhooks,
                     timeout: Duration::from_secs(5),
                 },
+                stores: storeops::stores::StoreDirectory::new(db.clone()),
             },
             HttpLimits {
                 body_limit_bytes: 64 * 1024,
