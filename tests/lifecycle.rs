@@ -356,3 +356,119 @@ async fn traces_are_exported_over_otlp_without_ever_blocking_start_up() {
         );
     }
 }
+
+#[tokio::test]
+async fn sigterm_with_hundreds_of_messages_in_flight_loses_none_and_repeats_none() {
+    use std::sync::{Arc, Mutex};
+    // A slow loopback webhook receiver that records every delivery id it accepts.
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = received.clone();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                let id = headers
+                    .get("x-storeops-delivery")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                seen.lock().expect("lock").push(id);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let (database, db) = common::fresh_database().await;
+    sqlx::query(
+        "INSERT INTO webhooks (id, url, event_types, secret, created_by)
+         VALUES ($1, $2, ARRAY['task.completed'], 'a-secret-of-16-chars-or-more', 'test')",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(&hook)
+    .execute(&db)
+    .await
+    .expect("webhook");
+    let mut tx = db.begin().await.expect("begin");
+    let events: Vec<serde_json::Value> = (0..300)
+        .map(|i| serde_json::json!({ "task_id": i }))
+        .collect();
+    storeops::events::outbox::enqueue_many(&mut tx, "task.completed", &events)
+        .await
+        .expect("enqueue");
+    tx.commit().await.expect("commit");
+
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let env = [
+        ("AMQP_URL", std::env::var("AMQP_URL").expect("AMQP_URL")),
+        (
+            "DATABASE_URL",
+            url_for_database(&common::database_url(), &database),
+        ),
+        ("AMQP_TOPOLOGY_PREFIX", prefix.clone()),
+        ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true".to_owned()),
+        ("WORKER_RETRY_DELAYS_MS", "500".to_owned()),
+        ("SHUTDOWN_GRACE_SECONDS", "25".to_owned()),
+    ];
+    let mut first = Process::start(&["worker", "--concurrency", "16"], &env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.lock().expect("lock").len() < 60 {
+        assert!(Instant::now() < deadline, "deliveries did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.signal("TERM");
+    assert_eq!(
+        first.wait_exit(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
+    let after_first = received.lock().expect("lock").len();
+    assert!(
+        after_first < 300,
+        "the stop should come mid-stream ({after_first})"
+    );
+
+    let mut second = Process::start(&["worker", "--concurrency", "16"], &env);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let delivered: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'",
+        )
+        .fetch_one(&db)
+        .await
+        .expect("count");
+        if delivered == 300 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {delivered} of 300 delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ids = received.lock().expect("lock").clone();
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(
+        ids.len(),
+        300,
+        "every delivery exactly once across the restart"
+    );
+    assert_eq!(unique.len(), 300);
+    second.signal("TERM");
+    assert_eq!(
+        second.wait_exit(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
+    let topology = storeops::events::topology::Topology {
+        prefix,
+        retry_delays: vec![Duration::from_millis(500)],
+        delivery_limit: 20,
+    };
+    common::teardown(&topology, &["campaigns", "webhooks", "webhook-deliveries"]).await;
+}

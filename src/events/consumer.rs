@@ -196,10 +196,6 @@ impl Consumers {
         connection: &Connection,
         stop: CancellationToken,
     ) -> Result<(), BrokerError> {
-        // Kept open for the session: closing it while consumers start makes lapin log
-        // spurious connection errors.
-        let setup = connection.create_channel().await?;
-        self.declare(&setup).await?;
         let mut groups = JoinSet::new();
         for group in self.registry.groups() {
             let consume = connection.create_channel().await?;
@@ -304,7 +300,6 @@ impl GroupWorker {
                 tracing::error!(%queue, error = %e, "message task panicked");
             }
         }
-        let _ = channel.close(200, "drained".into()).await;
         Ok(())
     }
 

@@ -63,6 +63,11 @@ impl Session for WorkerSession {
         stop: CancellationToken,
     ) -> BoxFuture<'_, Result<(), BrokerError>> {
         Box::pin(async move {
+            // Queues first: events the relay publishes before their queues are bound
+            // would come back unroutable. The channel stays open for the session
+            // (closing it while consumers start makes lapin log spurious errors).
+            let setup = connection.create_channel().await?;
+            self.consumers.declare(&setup).await?;
             let relay = async {
                 match &self.relay {
                     Some(relay) => relay.run(&connection, stop.clone()).await,

@@ -59,13 +59,14 @@ pub struct PendingEvent {
     pub payload: Json<serde_json::Value>,
     pub headers: Json<std::collections::HashMap<String, String>>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    pub attempts: i32,
 }
 
 /// Claims up to `limit` unpublished events for this transaction. Concurrent relays
 /// skip each other's rows; no cursor is kept because ids do not commit in order.
 pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<PendingEvent>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, routing_key, payload, headers, created_at FROM outbox
+        "SELECT id, routing_key, payload, headers, created_at, attempts FROM outbox
           WHERE published_at IS NULL AND next_attempt_at <= clock_timestamp()
           ORDER BY created_at
           LIMIT $1

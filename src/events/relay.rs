@@ -24,6 +24,10 @@ use super::{
 
 pub const NOTIFY_CHANNEL: &str = "storeops_outbox";
 
+/// Publishes of an unroutable event before it is kept as returned (with the backoff
+/// of `outbox::mark_failed`, about 17 minutes in all).
+const UNROUTABLE_ATTEMPTS: i32 = 10;
+
 #[derive(Debug, Clone)]
 pub struct RelayOptions {
     pub batch_size: i64,
@@ -156,7 +160,20 @@ impl Relay {
             }
         }
         outbox::mark_published(&mut tx, &published).await?;
-        outbox::mark_returned(&mut tx, &returned).await?;
+        // Unroutable may mean "its consumers are not deployed yet" (rolling deploys,
+        // --queues splits): retry with backoff for a while, then keep it as returned.
+        let (give_up, retry): (Vec<Uuid>, Vec<Uuid>) = returned.iter().partition(|id| {
+            events
+                .iter()
+                .any(|e| e.id == **id && e.attempts + 1 >= UNROUTABLE_ATTEMPTS)
+        });
+        outbox::mark_failed(
+            &mut tx,
+            &retry,
+            "unroutable: no queue is bound to this routing key",
+        )
+        .await?;
+        outbox::mark_returned(&mut tx, &give_up).await?;
         outbox::mark_failed(&mut tx, &failed, "broker did not confirm the publish").await?;
         tx.commit().await?;
         metrics::OUTBOX_PUBLISHED.inc_by(published.len() as u64);
