@@ -354,6 +354,51 @@ async fn the_store_task_list_filters_and_pages() {
         }
     }
     assert_eq!(seen.len(), 57);
+    // The list items PostgreSQL renders keep the documented shape and agree with GET.
+    let (page, _) = ctx
+        .ok(
+            Method::GET,
+            &format!("/api/v1/stores/{}/tasks?limit=3", ctx.store),
+            &ctx.manager,
+            None,
+            200,
+        )
+        .await;
+    let items: Vec<storeops::tasks::TaskSummaryDto> =
+        serde_json::from_value(page["items"].clone()).expect("items match TaskSummaryDto");
+    assert_eq!(items.len(), 3);
+    let (full, _) = ctx
+        .ok(
+            Method::GET,
+            &format!("/api/v1/tasks/{}", items[0].id),
+            &ctx.manager,
+            None,
+            200,
+        )
+        .await;
+    let full: storeops::tasks::TaskDto = serde_json::from_value(full).expect("task");
+    assert_eq!(
+        (
+            full.title.as_str(),
+            full.due_at,
+            full.status,
+            full.version,
+            full.assignee_id
+        ),
+        (
+            items[0].title.as_str(),
+            items[0].due_at,
+            items[0].status,
+            items[0].version,
+            items[0].assignee_id
+        )
+    );
+    let keys: Vec<&String> = page["items"][0]
+        .as_object()
+        .expect("object")
+        .keys()
+        .collect();
+    assert_eq!(keys.len(), 14, "{keys:?}");
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "ordered by due time");
 
     let (mine, _) = ctx

@@ -8,7 +8,7 @@ mod routes;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use routes::router;
+pub use routes::{TaskDto, TaskSummaryDto, router};
 
 use crate::error::ApiError;
 
