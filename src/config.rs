@@ -132,6 +132,16 @@ pub struct Config {
     pub ingest_body_limit_bytes: usize,
     pub events: EventsConfig,
     pub webhooks: WebhookConfig,
+    pub scheduler: SchedulerConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    pub lease_ttl: Duration,
+    /// How often the overdue and expiry jobs look for work.
+    pub tick: Duration,
+    /// From the first overdue notice (store manager) to the second (regional manager).
+    pub escalation_delay: Duration,
 }
 
 /// The broker side: topology names, retries, consumer and relay tuning.
@@ -269,6 +279,15 @@ impl Config {
             webhooks: WebhookConfig {
                 allow_private_networks: env.parse("WEBHOOK_ALLOW_PRIVATE_NETWORKS", false)?,
                 timeout: env.seconds("WEBHOOK_TIMEOUT_SECONDS", 10, 1..=120)?,
+            },
+            scheduler: SchedulerConfig {
+                lease_ttl: env.seconds("SCHEDULER_LEASE_TTL_SECONDS", 15, 3..=300)?,
+                tick: env.seconds("SCHEDULER_TICK_SECONDS", 30, 1..=3600)?,
+                escalation_delay: env.seconds(
+                    "SCHEDULER_ESCALATION_DELAY_SECONDS",
+                    3600,
+                    1..=604_800,
+                )?,
             },
         })
     }

@@ -13,6 +13,7 @@ pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod roles;
+pub mod scheduler;
 pub mod shutdown;
 pub mod stores;
 pub mod tasks;

@@ -72,7 +72,7 @@ pub async fn run(
         parts.push(worker::start(&config, db.clone(), &worker, &shutdown)?);
     }
     if roles.scheduler {
-        parts.push(scheduler::start(db.clone(), &shutdown));
+        parts.push(scheduler::start(&config, db.clone(), &shutdown));
     }
 
     let mut pools = PoolGauges::default();

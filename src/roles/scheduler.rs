@@ -1,16 +1,53 @@
-//! The scheduler role: time-driven jobs (SPEC §8). Jobs register here as modules
-//! gain them; until then it holds its database pool and shuts down cleanly.
+//! The scheduler role: campaigns for the lease and runs the modules' jobs while it
+//! is the leader (SPEC §8). Any number of replicas; one acts at a time.
 
 use sqlx::PgPool;
 
 use super::RoleParts;
-use crate::{admin::Check, shutdown::Shutdown};
+use crate::{
+    admin::Check,
+    config::Config,
+    scheduler::{Scheduler, SchedulerOptions},
+    shutdown::Shutdown,
+    tasks,
+};
 
-pub fn start(db: PgPool, shutdown: &Shutdown) -> RoleParts {
-    let signalled = shutdown.signalled.clone();
+/// A name for this process in the lease: host, pid and a random suffix.
+fn holder_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..8])
+}
+
+pub fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> RoleParts {
+    crate::scheduler::metrics::init();
+    let jobs = tasks::jobs::jobs(
+        &db,
+        &tasks::jobs::TaskJobsConfig {
+            tick: config.scheduler.tick,
+            escalation_delay: config.scheduler.escalation_delay,
+        },
+    );
+    let scheduler = Scheduler {
+        db: db.clone(),
+        jobs,
+        options: SchedulerOptions {
+            lease_ttl: config.scheduler.lease_ttl,
+            holder: holder_name(),
+            job_timeout: std::cmp::max(
+                config.scheduler.lease_ttl,
+                std::time::Duration::from_secs(30),
+            ),
+        },
+    };
+    let stop = shutdown.signalled.clone();
     let task = async move {
-        signalled.cancelled().await;
-        tracing::info!("scheduler stopped");
+        scheduler.run(stop).await;
         Ok(())
     };
     RoleParts {

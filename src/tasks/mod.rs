@@ -2,6 +2,7 @@
 //! others hear about. All status changes go through one transition table.
 
 mod idempotency;
+pub mod jobs;
 pub mod repo;
 mod routes;
 
@@ -169,7 +170,7 @@ pub mod metrics {
     //! Business metrics of SPEC §10.
     use std::sync::LazyLock;
 
-    use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+    use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 
     use crate::metrics::register;
 
@@ -214,7 +215,47 @@ pub mod metrics {
         )
     });
 
+    pub static ESCALATED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+        register(
+            IntCounterVec::new(
+                Opts::new(
+                    "storeops_tasks_escalated_total",
+                    "Overdue escalations: level 1 to the store manager, level 2 to the regional manager",
+                ),
+                &["level"],
+            )
+            .expect("valid metric"),
+        )
+    });
+    pub static OPEN: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+        register(
+            IntGaugeVec::new(
+                Opts::new(
+                    "storeops_tasks_open",
+                    "Open tasks (open, in progress, submitted) by kind and region; leader only",
+                ),
+                &["kind", "region"],
+            )
+            .expect("valid metric"),
+        )
+    });
+    pub static OVERDUE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+        register(
+            IntGaugeVec::new(
+                Opts::new(
+                    "storeops_tasks_overdue",
+                    "Open tasks past their due time by region; leader only",
+                ),
+                &["region"],
+            )
+            .expect("valid metric"),
+        )
+    });
+
     pub fn init() {
+        LazyLock::force(&ESCALATED);
+        LazyLock::force(&OPEN);
+        LazyLock::force(&OVERDUE);
         LazyLock::force(&CREATED);
         LazyLock::force(&COMPLETED);
         LazyLock::force(&COMPLETION_SECONDS);

@@ -459,3 +459,102 @@ pub fn init_logs() {
         .with_test_writer()
         .try_init();
 }
+
+// ---------------------------------------------------------------- the binary as a process
+
+use std::{
+    process::{Child, Command, ExitStatus, Stdio},
+    time::Instant,
+};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub struct Process {
+    pub child: Child,
+    pub http: String,
+    pub admin: String,
+}
+
+impl Process {
+    pub fn start(args: &[&str], env: &[(&str, String)]) -> Self {
+        let http_port = free_port();
+        let admin_port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_storeops"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+            .env("ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+            .env("AUTH_JWT_SECRET", TEST_SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        Self {
+            child: command.spawn().expect("spawn storeops"),
+            http: format!("http://127.0.0.1:{http_port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls `/readyz` until it answers `status` (bounded).
+    pub async fn wait_ready(&self, client: &reqwest::Client, status: u16) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = client.get(format!("{}/readyz", self.admin)).send().await
+                && response.status().as_u16() == status
+            {
+                return response.json().await.expect("readyz json");
+            }
+            assert!(Instant::now() < deadline, "/readyz never answered {status}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // Only our own child, by its pid.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    storeops::tls::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}

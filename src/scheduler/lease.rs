@@ -1,0 +1,60 @@
+//! The scheduler's lease: a row in PostgreSQL with a holder and an expiry. The holder
+//! renews it; a standby takes it once it has expired, or at once when the holder
+//! releases it (NOTIFY). The holder fences itself: it stops acting before its lease
+//! could expire if it cannot renew.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+pub const LEASE_NAME: &str = "scheduler";
+pub const RELEASE_CHANNEL: &str = "storeops_scheduler_lease";
+
+/// Takes or renews the lease for `holder`; `true` when `holder` holds it afterwards.
+pub async fn acquire(db: &PgPool, holder: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
+    let row: Option<String> = sqlx::query_scalar(
+        "INSERT INTO scheduler_leases (name, holder, expires_at, acquired_at, renewed_at)
+         VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond', clock_timestamp(), clock_timestamp())
+         ON CONFLICT (name) DO UPDATE
+            SET holder = EXCLUDED.holder,
+                expires_at = EXCLUDED.expires_at,
+                renewed_at = EXCLUDED.renewed_at,
+                acquired_at = CASE WHEN scheduler_leases.holder = EXCLUDED.holder
+                                   THEN scheduler_leases.acquired_at ELSE EXCLUDED.acquired_at END
+          WHERE scheduler_leases.holder = EXCLUDED.holder
+             OR scheduler_leases.expires_at < clock_timestamp()
+         RETURNING holder",
+    )
+    .bind(LEASE_NAME)
+    .bind(holder)
+    .bind(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+    .fetch_optional(db)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// Gives the lease up and wakes the standbys.
+pub async fn release(db: &PgPool, holder: &str) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("DELETE FROM scheduler_leases WHERE name = $1 AND holder = $2")
+        .bind(LEASE_NAME)
+        .bind(holder)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(RELEASE_CHANNEL)
+        .bind(holder)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+/// The current holder, if the lease is live.
+pub async fn holder(db: &PgPool) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT holder FROM scheduler_leases WHERE name = $1 AND expires_at > clock_timestamp()",
+    )
+    .bind(LEASE_NAME)
+    .fetch_optional(db)
+    .await
+}

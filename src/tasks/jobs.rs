@@ -1,0 +1,295 @@
+//! The tasks module's scheduler jobs: overdue detection and escalation, expiry, the
+//! open/overdue state gauges, and audit-trail partition upkeep.
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::future::BoxFuture;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::repo::{self, TASK_COLUMNS, TaskRow};
+use crate::{
+    events::outbox,
+    scheduler::{Job, JobError},
+};
+
+/// Rows per transaction, so a backlog never holds one long transaction.
+const BATCH: i64 = 500;
+/// Batches per run; the rest waits for the next tick.
+const MAX_BATCHES: usize = 40;
+
+pub struct TaskJobsConfig {
+    pub tick: Duration,
+    pub escalation_delay: Duration,
+}
+
+pub fn jobs(db: &PgPool, config: &TaskJobsConfig) -> Vec<Arc<dyn Job>> {
+    vec![
+        Arc::new(Overdue {
+            db: db.clone(),
+            tick: config.tick,
+            escalation_delay: config.escalation_delay,
+        }),
+        Arc::new(Expiry {
+            db: db.clone(),
+            tick: config.tick,
+        }),
+        Arc::new(StateGauges {
+            db: db.clone(),
+            tick: config.tick.max(Duration::from_secs(5)),
+        }),
+        Arc::new(Partitions { db: db.clone() }),
+    ]
+}
+
+/// Bulk audit events (one statement) for the tasks a job changed.
+async fn record_all(
+    conn: &mut PgConnection,
+    tasks: &[TaskRow],
+    kind: &str,
+    data: &[serde_json::Value],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = tasks.iter().map(|_| Uuid::now_v7()).collect();
+    let task_ids: Vec<Uuid> = tasks.iter().map(|t| t.id.0).collect();
+    let store_ids: Vec<Uuid> = tasks.iter().map(|t| t.store_id.0).collect();
+    sqlx::query(
+        "INSERT INTO task_events (id, task_id, store_id, kind, actor, data)
+         SELECT e.id, e.task_id, e.store_id, $4, 'scheduler', e.data
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $5::jsonb[]) AS e(id, task_id, store_id, data)",
+    )
+    .bind(ids)
+    .bind(task_ids)
+    .bind(store_ids)
+    .bind(kind)
+    .bind(data)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+#[derive(sqlx::FromRow)]
+struct Escalated {
+    #[sqlx(flatten)]
+    task: TaskRow,
+    overdue_level: i16,
+}
+
+/// `task.overdue` once at the due time (level 1: the store manager) and once more
+/// after the escalation delay (level 2: the regional manager).
+pub struct Overdue {
+    db: PgPool,
+    tick: Duration,
+    escalation_delay: Duration,
+}
+
+impl Overdue {
+    async fn batch(&self) -> Result<usize, JobError> {
+        let mut tx = self.db.begin().await?;
+        let escalated: Vec<Escalated> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH due AS (
+                SELECT id FROM tasks
+                 WHERE status IN ('open', 'in_progress') AND overdue_level < 2
+                   AND ((overdue_level = 0 AND due_at <= now())
+                     OR (overdue_level = 1 AND due_at <= now() - $1 * interval '1 second'))
+                 ORDER BY due_at LIMIT $2
+                 FOR UPDATE SKIP LOCKED
+             ), escalated AS (
+                UPDATE tasks t SET overdue_level = t.overdue_level + 1 FROM due WHERE t.id = due.id
+                RETURNING t.*
+             )
+             SELECT {TASK_COLUMNS}, t.overdue_level FROM escalated t
+               JOIN stores s ON s.id = t.store_id JOIN regions r ON r.id = s.region_id"
+        )))
+        .bind(self.escalation_delay.as_secs_f64())
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if escalated.is_empty() {
+            return Ok(0);
+        }
+        let levels: Vec<i16> = escalated.iter().map(|e| e.overdue_level).collect();
+        let tasks: Vec<TaskRow> = escalated.into_iter().map(|e| e.task).collect();
+        let data: Vec<serde_json::Value> = levels
+            .iter()
+            .map(|level| serde_json::json!({ "level": level }))
+            .collect();
+        record_all(&mut tx, &tasks, "overdue", &data).await?;
+        let payloads: Vec<serde_json::Value> = tasks
+            .iter()
+            .zip(&levels)
+            .map(|(task, level)| {
+                let mut payload = repo::event_payload(task);
+                payload["level"] = serde_json::json!(level);
+                payload["notify"] = serde_json::json!(if *level >= 2 {
+                    "regional_manager"
+                } else {
+                    "store_manager"
+                });
+                payload
+            })
+            .collect();
+        outbox::enqueue_many(&mut tx, "task.overdue", &payloads).await?;
+        tx.commit().await?;
+        for level in &levels {
+            super::metrics::ESCALATED
+                .with_label_values(&[&level.to_string()])
+                .inc();
+        }
+        Ok(tasks.len())
+    }
+}
+
+impl Job for Overdue {
+    fn name(&self) -> &'static str {
+        "overdue"
+    }
+
+    fn interval(&self) -> Duration {
+        self.tick
+    }
+
+    fn run(&self) -> BoxFuture<'_, Result<(), JobError>> {
+        Box::pin(async move {
+            for _ in 0..MAX_BATCHES {
+                if self.batch().await? < BATCH as usize {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Tasks past their expiry time become `expired` (`task.expired`).
+pub struct Expiry {
+    db: PgPool,
+    tick: Duration,
+}
+
+impl Expiry {
+    async fn batch(&self) -> Result<usize, JobError> {
+        let mut tx = self.db.begin().await?;
+        let tasks: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH due AS (
+                SELECT id FROM tasks
+                 WHERE status IN ('open', 'in_progress', 'submitted') AND expires_at <= now()
+                 ORDER BY expires_at LIMIT $1
+                 FOR UPDATE SKIP LOCKED
+             ), expired AS (
+                UPDATE tasks t SET status = 'expired', row_version = t.row_version + 1, updated_at = now()
+                  FROM due WHERE t.id = due.id
+                RETURNING t.*
+             )
+             SELECT {TASK_COLUMNS} FROM expired t
+               JOIN stores s ON s.id = t.store_id JOIN regions r ON r.id = s.region_id"
+        )))
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if tasks.is_empty() {
+            return Ok(0);
+        }
+        let data = vec![serde_json::json!({}); tasks.len()];
+        record_all(&mut tx, &tasks, "expired", &data).await?;
+        let payloads: Vec<serde_json::Value> = tasks.iter().map(repo::event_payload).collect();
+        outbox::enqueue_many(&mut tx, "task.expired", &payloads).await?;
+        tx.commit().await?;
+        Ok(tasks.len())
+    }
+}
+
+impl Job for Expiry {
+    fn name(&self) -> &'static str {
+        "expiry"
+    }
+
+    fn interval(&self) -> Duration {
+        self.tick
+    }
+
+    fn run(&self) -> BoxFuture<'_, Result<(), JobError>> {
+        Box::pin(async move {
+            for _ in 0..MAX_BATCHES {
+                if self.batch().await? < BATCH as usize {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// `storeops_tasks_open{kind,region}` and `storeops_tasks_overdue{region}`, exported by
+/// the leader only (a standby clears them, so sums over instances stay right).
+pub struct StateGauges {
+    db: PgPool,
+    tick: Duration,
+}
+
+impl Job for StateGauges {
+    fn name(&self) -> &'static str {
+        "state_gauges"
+    }
+
+    fn interval(&self) -> Duration {
+        self.tick
+    }
+
+    fn run(&self) -> BoxFuture<'_, Result<(), JobError>> {
+        Box::pin(async move {
+            let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+                "SELECT r.code, t.kind, count(*), count(*) FILTER (WHERE t.due_at < now())
+                   FROM tasks t JOIN stores s ON s.id = t.store_id JOIN regions r ON r.id = s.region_id
+                  WHERE t.status IN ('open', 'in_progress', 'submitted')
+                  GROUP BY 1, 2",
+            )
+            .fetch_all(&self.db)
+            .await?;
+            super::metrics::OPEN.reset();
+            super::metrics::OVERDUE.reset();
+            for (region, kind, open, overdue) in rows {
+                super::metrics::OPEN
+                    .with_label_values(&[&kind, &region])
+                    .set(open);
+                super::metrics::OVERDUE
+                    .with_label_values(&[&region])
+                    .add(overdue);
+            }
+            Ok(())
+        })
+    }
+
+    fn on_step_down(&self) {
+        super::metrics::OPEN.reset();
+        super::metrics::OVERDUE.reset();
+    }
+}
+
+/// Keeps monthly audit-trail partitions three months ahead.
+pub struct Partitions {
+    db: PgPool,
+}
+
+impl Job for Partitions {
+    fn name(&self) -> &'static str {
+        "partitions"
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
+
+    fn run(&self) -> BoxFuture<'_, Result<(), JobError>> {
+        Box::pin(async move {
+            let made: i32 = sqlx::query_scalar(
+                "SELECT task_events_ensure_partitions(current_date, (current_date + interval '3 months')::date)",
+            )
+            .fetch_one(&self.db)
+            .await?;
+            if made > 0 {
+                tracing::info!(partitions = made, "made task_events partitions ahead");
+            }
+            Ok(())
+        })
+    }
+}
