@@ -142,6 +142,8 @@ pub struct SchedulerConfig {
     pub tick: Duration,
     /// From the first overdue notice (store manager) to the second (regional manager).
     pub escalation_delay: Duration,
+    /// Occurrences missed during downtime are created late only inside this window.
+    pub catch_up: Duration,
 }
 
 /// The broker side: topology names, retries, consumer and relay tuning.
@@ -288,6 +290,7 @@ impl Config {
                     3600,
                     1..=604_800,
                 )?,
+                catch_up: env.seconds("SCHEDULE_CATCH_UP_SECONDS", 6 * 3600, 0..=7 * 86_400)?,
             },
         })
     }

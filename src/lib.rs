@@ -14,6 +14,7 @@ pub mod ids;
 pub mod metrics;
 pub mod roles;
 pub mod scheduler;
+pub mod schedules;
 pub mod shutdown;
 pub mod stores;
 pub mod tasks;

@@ -52,7 +52,7 @@ impl Handler for FanOut {
                     repo::fan_out_chunk(tx, &campaign, review_required, after.as_deref(), CHUNK)
                         .await?;
                 if !created.is_empty() {
-                    repo::record_created(tx, &created, &campaign.created_by).await?;
+                    crate::tasks::repo::record_created(tx, &created, &campaign.created_by).await?;
                     let payloads: Vec<serde_json::Value> = created
                         .iter()
                         .map(|t| {

@@ -3,7 +3,7 @@
 //! out into one task per targeted store, idempotently per (campaign, store).
 
 mod fanout;
-mod repo;
+pub mod repo;
 mod routes;
 
 use std::sync::Arc;

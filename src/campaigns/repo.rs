@@ -5,7 +5,7 @@ use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
 use super::{CampaignId, Target};
-use crate::{stores::StoreId, templates::TemplateId};
+use crate::{stores::StoreId, tasks::repo::CreatedTask, templates::TemplateId};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CampaignRow {
@@ -110,20 +110,35 @@ pub async fn codes_outside_region(
     .await
 }
 
+/// Targeted stores grouped by time zone (schedules plan per zone).
+pub async fn stores_by_time_zone(
+    conn: &mut PgConnection,
+    target: &Target,
+) -> Result<Vec<(String, Vec<StoreId>)>, sqlx::Error> {
+    let formats: Vec<&str> = target
+        .formats
+        .iter()
+        .flatten()
+        .map(|f| f.as_str())
+        .collect();
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT s.time_zone, array_agg(s.id ORDER BY s.code) FROM stores s JOIN regions r ON r.id = s.region_id
+          WHERE {TARGET_FILTER} AND $1::int IS NULL
+          GROUP BY s.time_zone ORDER BY s.time_zone"
+    )))
+    .bind(None::<i32>)
+    .bind(target.all.unwrap_or(false))
+    .bind(target.regions.as_deref().unwrap_or_default())
+    .bind(&formats)
+    .bind(target.store_codes.as_deref().unwrap_or_default())
+    .bind(None::<String>)
+    .fetch_all(conn)
+    .await
+}
+
 /// The WHERE clause of a target over `stores s JOIN regions r` (parameters $2..$6).
 const TARGET_FILTER: &str = "($2 OR r.code = ANY($3) OR s.format = ANY($4) OR s.code = ANY($5))
     AND ($6::text IS NULL OR r.code = $6)";
-
-/// One created task of a fan-out chunk.
-#[derive(Debug, sqlx::FromRow)]
-pub struct CreatedTask {
-    pub id: Uuid,
-    pub store_id: StoreId,
-    pub region: String,
-    pub kind: String,
-    pub title: String,
-    pub due_at: DateTime<Utc>,
-}
 
 /// Creates the tasks of one chunk of targeted stores (ordered by code, after
 /// `after_code`); stores that already have this campaign's task are skipped.
@@ -189,29 +204,6 @@ pub async fn fan_out_chunk(
     .fetch_all(&mut *conn)
     .await?;
     Ok((Some(last), created))
-}
-
-/// Appends the `created` audit events of fanned-out tasks in one statement.
-pub async fn record_created(
-    conn: &mut PgConnection,
-    tasks: &[CreatedTask],
-    actor: &str,
-) -> Result<(), sqlx::Error> {
-    let ids: Vec<Uuid> = tasks.iter().map(|_| Uuid::now_v7()).collect();
-    let task_ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
-    let store_ids: Vec<StoreId> = tasks.iter().map(|t| t.store_id).collect();
-    sqlx::query(
-        "INSERT INTO task_events (id, task_id, store_id, kind, actor, data)
-         SELECT e.id, e.task_id, e.store_id, 'created', $4, '{\"source\": \"campaign\"}'
-           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS e(id, task_id, store_id)",
-    )
-    .bind(ids)
-    .bind(task_ids)
-    .bind(store_ids)
-    .bind(actor)
-    .execute(conn)
-    .await
-    .map(drop)
 }
 
 pub async fn mark_active(conn: &mut PgConnection, id: CampaignId) -> Result<(), sqlx::Error> {

@@ -8,6 +8,7 @@ use crate::{
     admin::Check,
     config::Config,
     scheduler::{Scheduler, SchedulerOptions},
+    schedules,
     shutdown::Shutdown,
     tasks,
 };
@@ -26,13 +27,18 @@ fn holder_name() -> String {
 
 pub fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> RoleParts {
     crate::scheduler::metrics::init();
-    let jobs = tasks::jobs::jobs(
+    let mut jobs = tasks::jobs::jobs(
         &db,
         &tasks::jobs::TaskJobsConfig {
             tick: config.scheduler.tick,
             escalation_delay: config.scheduler.escalation_delay,
         },
     );
+    jobs.push(std::sync::Arc::new(schedules::Planner {
+        db: db.clone(),
+        tick: config.scheduler.tick,
+        catch_up: config.scheduler.catch_up,
+    }));
     let scheduler = Scheduler {
         db: db.clone(),
         jobs,

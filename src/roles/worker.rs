@@ -17,6 +17,7 @@ use crate::{
         relay::RelayOptions,
         topology::Topology,
     },
+    schedules,
     shutdown::Shutdown,
     webhooks,
 };
@@ -33,6 +34,7 @@ pub struct WorkerOptions {
 pub fn registry(config: &Config, db: &PgPool) -> anyhow::Result<Registry> {
     let mut registry = Registry::default();
     campaigns::register_handlers(&mut registry);
+    schedules::register_handlers(&mut registry);
     webhooks::register_handlers(&mut registry, &config.webhooks, db.clone())?;
     Ok(registry)
 }

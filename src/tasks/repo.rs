@@ -335,3 +335,37 @@ pub async fn staff_in_store(
     .fetch_one(conn)
     .await
 }
+
+/// A task created in bulk (campaign fan-out, schedules).
+#[derive(Debug, sqlx::FromRow)]
+pub struct CreatedTask {
+    pub id: Uuid,
+    pub store_id: StoreId,
+    pub region: String,
+    pub kind: String,
+    pub title: String,
+    pub due_at: DateTime<Utc>,
+}
+
+/// Appends the `created` audit events of tasks created in bulk, in one statement.
+pub async fn record_created(
+    conn: &mut PgConnection,
+    tasks: &[CreatedTask],
+    actor: &str,
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = tasks.iter().map(|_| Uuid::now_v7()).collect();
+    let task_ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
+    let store_ids: Vec<StoreId> = tasks.iter().map(|t| t.store_id).collect();
+    sqlx::query(
+        "INSERT INTO task_events (id, task_id, store_id, kind, actor, data)
+         SELECT e.id, e.task_id, e.store_id, 'created', $4, '{\"source\": \"campaign\"}'
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS e(id, task_id, store_id)",
+    )
+    .bind(ids)
+    .bind(task_ids)
+    .bind(store_ids)
+    .bind(actor)
+    .execute(conn)
+    .await
+    .map(drop)
+}

@@ -181,6 +181,8 @@ pub struct TemplateDto {
     pub estimated_minutes: Option<i32>,
     /// Default time from creation to due, in minutes.
     pub due_window_minutes: i32,
+    /// When set, the scheduler creates a task per targeted store at each occurrence.
+    pub recurrence: Option<crate::schedules::Recurrence>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, types::Json};
 
 use super::{ChecklistItem, TemplateId};
+use crate::schedules::Recurrence;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TemplateVersionRow {
@@ -16,11 +17,13 @@ pub struct TemplateVersionRow {
     pub review_required: bool,
     pub estimated_minutes: Option<i32>,
     pub due_window_minutes: i32,
+    pub recurrence: Option<Json<Recurrence>>,
     pub created_at: DateTime<Utc>,
 }
 
 /// The fields of one version.
 pub struct VersionFields<'a> {
+    pub recurrence: Option<&'a Recurrence>,
     pub title: &'a str,
     pub description: Option<&'a str>,
     pub kind: &'a str,
@@ -32,7 +35,7 @@ pub struct VersionFields<'a> {
 
 const SELECT: &str =
     "SELECT v.template_id AS id, v.version, v.title, v.description, v.kind, v.checklist,
-        v.review_required, v.estimated_minutes, v.due_window_minutes, v.created_at
+        v.review_required, v.estimated_minutes, v.due_window_minutes, v.recurrence, v.created_at
    FROM task_template_versions v";
 
 pub async fn create(
@@ -62,10 +65,10 @@ async fn insert_version(
     sqlx::query_as(
         "INSERT INTO task_template_versions
             (template_id, version, title, description, kind, checklist, review_required,
-             estimated_minutes, due_window_minutes, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             estimated_minutes, due_window_minutes, created_by, recurrence)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          RETURNING template_id AS id, version, title, description, kind, checklist,
-                   review_required, estimated_minutes, due_window_minutes, created_at",
+                   review_required, estimated_minutes, due_window_minutes, recurrence, created_at",
     )
     .bind(id)
     .bind(version)
@@ -77,6 +80,7 @@ async fn insert_version(
     .bind(fields.estimated_minutes)
     .bind(fields.due_window_minutes)
     .bind(created_by)
+    .bind(fields.recurrence.map(Json))
     .fetch_one(conn)
     .await
 }
@@ -114,6 +118,7 @@ pub async fn new_version(
 
 /// Owned fields, for building a new version from the latest.
 pub struct VersionFieldsOwned {
+    pub recurrence: Option<Recurrence>,
     pub title: String,
     pub description: Option<String>,
     pub kind: String,
@@ -126,6 +131,7 @@ pub struct VersionFieldsOwned {
 impl VersionFieldsOwned {
     pub fn borrowed(&self) -> VersionFields<'_> {
         VersionFields {
+            recurrence: self.recurrence.as_ref(),
             title: &self.title,
             description: self.description.as_deref(),
             kind: &self.kind,

@@ -15,6 +15,7 @@ use crate::{
         extract::{Json, Path, Query},
         pagination::{Page, PageRequest},
     },
+    schedules::Recurrence,
     tasks::TaskKind,
 };
 
@@ -38,6 +39,8 @@ pub struct NewTemplate {
     pub estimated_minutes: Option<i32>,
     /// Minutes from creation to due; default 1440 (a day).
     pub due_window_minutes: Option<i32>,
+    /// A recurring schedule in store-local time.
+    pub recurrence: Option<Recurrence>,
 }
 
 /// Fields to change; the rest carries over from the current version.
@@ -51,6 +54,17 @@ pub struct TemplatePatch {
     pub review_required: Option<bool>,
     pub estimated_minutes: Option<i32>,
     pub due_window_minutes: Option<i32>,
+    /// Replaces the schedule; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Recurrence>)]
+    pub recurrence: Option<Option<Recurrence>>,
+}
+
+/// Distinguishes an absent field (keep) from `null` (clear).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -82,6 +96,7 @@ impl TryFrom<repo::TemplateVersionRow> for TemplateDto {
             review_required: row.review_required,
             estimated_minutes: row.estimated_minutes,
             due_window_minutes: row.due_window_minutes,
+            recurrence: row.recurrence.map(|r| r.0),
             created_at: row.created_at,
         })
     }
@@ -103,6 +118,9 @@ fn validate(fields: &repo::VersionFieldsOwned) -> Result<(), ApiError> {
         ));
     }
     validate_checklist(&fields.checklist, "checklist", &mut errors);
+    if let Some(recurrence) = &fields.recurrence {
+        recurrence.validate("recurrence", &mut errors);
+    }
     if fields
         .estimated_minutes
         .is_some_and(|m| !(1..=1440).contains(&m))
@@ -168,6 +186,7 @@ async fn create_template(
     Json(body): Json<NewTemplate>,
 ) -> Result<(StatusCode, Json<TemplateDto>), ApiError> {
     let fields = repo::VersionFieldsOwned {
+        recurrence: body.recurrence,
         title: body.title.trim().to_owned(),
         description: body.description,
         kind: body.kind.unwrap_or(TaskKind::Checklist).as_str().to_owned(),
@@ -238,6 +257,10 @@ async fn patch_template(
         id,
         |latest| {
             let fields = repo::VersionFieldsOwned {
+                recurrence: match patch.recurrence {
+                    Some(change) => change,
+                    None => latest.recurrence.as_ref().map(|r| r.0.clone()),
+                },
                 title: patch
                     .title
                     .map_or_else(|| latest.title.clone(), |t| t.trim().to_owned()),
