@@ -46,6 +46,12 @@ pub enum Command {
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=730))]
         days: u32,
     },
+    /// Run the pruning job once, printing what it removes.
+    Prune {
+        /// Only count what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Operate a consumer group's dead-letter queue.
     Dlq {
         #[command(subcommand)]
@@ -122,6 +128,7 @@ impl Command {
             Self::Seed { .. } => "seed",
             Self::Token { .. } => "token",
             Self::Dlq { .. } => "dlq",
+            Self::Prune { .. } => "prune",
         }
     }
 }
@@ -186,6 +193,24 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dlq { action } => dlq(&config, action).await,
+        Command::Prune { dry_run } => {
+            let pool = db::connect(&config, "prune")?;
+            let pruner = crate::maintenance::Pruner {
+                db: pool.clone(),
+                retention: config.retention.clone(),
+            };
+            let report = pruner.run_once(dry_run).await?;
+            println!(
+                "{}{report}",
+                if dry_run {
+                    "would remove:\n"
+                } else {
+                    "removed:\n"
+                }
+            );
+            pool.close().await;
+            Ok(())
+        }
         Command::Token {
             role,
             store,

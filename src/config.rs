@@ -133,6 +133,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub webhooks: WebhookConfig,
     pub scheduler: SchedulerConfig,
+    pub retention: crate::maintenance::Retention,
 }
 
 #[derive(Debug, Clone)]
@@ -292,6 +293,17 @@ impl Config {
                 )?,
                 catch_up: env.seconds("SCHEDULE_CATCH_UP_SECONDS", 6 * 3600, 0..=7 * 86_400)?,
             },
+            retention: crate::maintenance::Retention {
+                tasks: env.days("TASKS_RETENTION_DAYS", 400)?,
+                task_events: env.days("TASK_EVENTS_RETENTION_DAYS", 400)?,
+                outbox: env.seconds("OUTBOX_RETENTION_HOURS", 24, 1..=24 * 365)? * 3600,
+                inbox: env.days("INBOX_RETENTION_DAYS", 7)?,
+                idempotency_keys: env.seconds("IDEMPOTENCY_RETENTION_HOURS", 48, 1..=24 * 365)?
+                    * 3600,
+                webhook_deliveries: env.days("WEBHOOK_DELIVERIES_RETENTION_DAYS", 30)?,
+                batch_size: env.parse_in("PRUNE_BATCH_SIZE", 5000, 100..=100_000)?,
+                pause: Duration::from_millis(env.parse_in("PRUNE_PAUSE_MS", 50, 0..=10_000)?),
+            },
         })
     }
 
@@ -370,6 +382,12 @@ impl Env<'_> {
         range: std::ops::RangeInclusive<u64>,
     ) -> Result<Duration, ConfigError> {
         self.parse_in(name, default, range).map(Duration::from_secs)
+    }
+
+    /// Whole days, 1 day to 10 years.
+    fn days(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.parse_in(name, default, 1..=3650)
+            .map(|d| Duration::from_secs(d * 86_400))
     }
 
     fn topology_prefix(&self) -> Result<String, ConfigError> {

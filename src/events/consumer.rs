@@ -42,6 +42,9 @@ pub const ATTEMPT_HEADER: &str = "x-storeops-attempt";
 /// re-route it by queue name, so the original travels in this header.
 pub const ROUTING_KEY_HEADER: &str = "x-storeops-routing-key";
 
+/// How long a cancelled consumer waits for the broker before it stops listening.
+const DRAIN_QUIET: Duration = Duration::from_secs(2);
+
 /// A decoded message as handlers see it.
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -259,9 +262,17 @@ impl GroupWorker {
                     // Stop taking new messages; what the broker already sent us still
                     // comes through the stream and is handled, then the stream ends.
                     cancelled = true;
-                    if let Err(error) = channel.basic_cancel(tag.clone().into(), BasicCancelOptions::default()).await {
-                        tracing::warn!(%queue, %error, "cancelling the consumer failed");
-                        break;
+                    let cancel = channel.basic_cancel(tag.clone().into(), BasicCancelOptions::default());
+                    match tokio::time::timeout(DRAIN_QUIET, cancel).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => {
+                            tracing::warn!(%queue, %error, "cancelling the consumer failed");
+                            break;
+                        }
+                        Err(_) => {
+                            tracing::warn!(%queue, "the broker did not confirm the cancel; draining anyway");
+                            break;
+                        }
                     }
                     continue;
                 }
@@ -271,7 +282,15 @@ impl GroupWorker {
                     }
                     continue;
                 }
-                next = deliveries.next() => next,
+                // After the cancel the stream should end by itself; if it stays quiet,
+                // stop waiting: anything left unacked is redelivered to another worker.
+                next = async {
+                    if cancelled {
+                        tokio::time::timeout(DRAIN_QUIET, deliveries.next()).await.ok().flatten()
+                    } else {
+                        deliveries.next().await
+                    }
+                } => next,
             };
             match next {
                 Some(Ok(delivery)) => {

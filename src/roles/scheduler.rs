@@ -7,6 +7,7 @@ use super::RoleParts;
 use crate::{
     admin::Check,
     config::Config,
+    maintenance,
     scheduler::{Scheduler, SchedulerOptions},
     schedules,
     shutdown::Shutdown,
@@ -34,6 +35,10 @@ pub fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> RoleParts {
             escalation_delay: config.scheduler.escalation_delay,
         },
     );
+    jobs.push(std::sync::Arc::new(maintenance::Pruner {
+        db: db.clone(),
+        retention: config.retention.clone(),
+    }));
     jobs.push(std::sync::Arc::new(schedules::Planner {
         db: db.clone(),
         tick: config.scheduler.tick,

@@ -1,0 +1,267 @@
+//! Pruning (SPEC §8): keeps the database small as years pass, without blocking staff
+//! traffic. Deletes go in small batches (each its own short transaction, under a
+//! statement timeout) with pauses between them, so they can stop and resume anywhere;
+//! the audit trail is pruned by dropping whole monthly partitions; daily statistics
+//! are written before any task is deleted. `storeops prune [--dry-run]` runs it once;
+//! the scheduler's leader runs it hourly.
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use sqlx::PgPool;
+
+use crate::scheduler::{Job, JobError};
+
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub tasks: Duration,
+    pub task_events: Duration,
+    pub outbox: Duration,
+    pub inbox: Duration,
+    pub idempotency_keys: Duration,
+    pub webhook_deliveries: Duration,
+    pub batch_size: i64,
+    pub pause: Duration,
+}
+
+/// What pruning removed (or, dry, would remove), per table.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub rows: Vec<(&'static str, u64)>,
+    pub dropped_partitions: Vec<String>,
+}
+
+impl std::fmt::Display for PruneReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (table, rows) in &self.rows {
+            writeln!(f, "{table:20} {rows}")?;
+        }
+        for partition in &self.dropped_partitions {
+            writeln!(f, "partition {partition}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One batched delete: `{keys}` selects up to $2 victims older than $1.
+struct Rule {
+    table: &'static str,
+    count: &'static str,
+    delete: &'static str,
+}
+
+const RULES: [Rule; 4] = [
+    Rule {
+        table: "outbox",
+        count: "SELECT count(*) FROM outbox WHERE published_at < $1",
+        delete: "DELETE FROM outbox WHERE id IN (
+                   SELECT id FROM outbox WHERE published_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    },
+    Rule {
+        table: "inbox",
+        count: "SELECT count(*) FROM inbox WHERE processed_at < $1",
+        delete: "DELETE FROM inbox WHERE (consumer_group, message_id) IN (
+                   SELECT consumer_group, message_id FROM inbox WHERE processed_at < $1 LIMIT $2
+                      FOR UPDATE SKIP LOCKED)",
+    },
+    Rule {
+        table: "idempotency_keys",
+        count: "SELECT count(*) FROM idempotency_keys WHERE created_at < $1",
+        delete: "DELETE FROM idempotency_keys WHERE (subject, key) IN (
+                   SELECT subject, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2
+                      FOR UPDATE SKIP LOCKED)",
+    },
+    Rule {
+        table: "webhook_deliveries",
+        count: "SELECT count(*) FROM webhook_deliveries WHERE created_at < $1",
+        delete: "DELETE FROM webhook_deliveries WHERE id IN (
+                   SELECT id FROM webhook_deliveries WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    },
+];
+
+/// Closed tasks past retention: their day's statistics first, then the rows.
+const PRUNE_TASKS: &str = "
+    WITH doomed AS (
+        SELECT t.id, t.store_id, (t.due_at AT TIME ZONE s.time_zone)::date AS day
+          FROM tasks t JOIN stores s ON s.id = t.store_id
+         WHERE t.status IN ('done', 'cancelled', 'expired') AND t.updated_at < $1
+         ORDER BY t.updated_at LIMIT $2
+         FOR UPDATE OF t SKIP LOCKED
+    ), stats AS (
+        INSERT INTO daily_store_stats (store_id, day, kind, tasks, done, done_on_time, expired,
+                                       cancelled, median_minutes_to_done)
+        SELECT t.store_id, (t.due_at AT TIME ZONE s.time_zone)::date, t.kind, count(*),
+               count(*) FILTER (WHERE t.status = 'done'),
+               count(*) FILTER (WHERE t.status = 'done' AND t.completed_at <= t.due_at),
+               count(*) FILTER (WHERE t.status = 'expired'),
+               count(*) FILTER (WHERE t.status = 'cancelled'),
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM t.completed_at - t.created_at) / 60)
+                   FILTER (WHERE t.status = 'done')
+          FROM tasks t JOIN stores s ON s.id = t.store_id
+         WHERE (t.store_id, (t.due_at AT TIME ZONE s.time_zone)::date) IN (SELECT DISTINCT store_id, day FROM doomed)
+         GROUP BY 1, 2, 3
+        ON CONFLICT (store_id, day, kind) DO NOTHING
+    )
+    DELETE FROM tasks WHERE id IN (SELECT id FROM doomed)";
+
+pub struct Pruner {
+    pub db: PgPool,
+    pub retention: Retention,
+}
+
+fn cutoff(age: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Pruner {
+    /// Runs every rule to completion (or, with `dry_run`, counts what would go).
+    pub async fn run_once(&self, dry_run: bool) -> Result<PruneReport, JobError> {
+        let mut report = PruneReport::default();
+        let tasks_cutoff = cutoff(self.retention.tasks);
+        let removed = if dry_run {
+            count(&self.db, "SELECT count(*) FROM tasks WHERE status IN ('done', 'cancelled', 'expired') AND updated_at < $1", tasks_cutoff).await?
+        } else {
+            self.batched("tasks", PRUNE_TASKS, tasks_cutoff).await?
+        };
+        report.rows.push(("tasks", removed));
+        for rule in &RULES {
+            let age = match rule.table {
+                "outbox" => self.retention.outbox,
+                "inbox" => self.retention.inbox,
+                "idempotency_keys" => self.retention.idempotency_keys,
+                _ => self.retention.webhook_deliveries,
+            };
+            let removed = if dry_run {
+                count(&self.db, rule.count, cutoff(age)).await?
+            } else {
+                self.batched(rule.table, rule.delete, cutoff(age)).await?
+            };
+            report.rows.push((rule.table, removed));
+        }
+        let (partitions, rows) = self
+            .old_partitions(cutoff(self.retention.task_events))
+            .await?;
+        if !dry_run {
+            for partition in &partitions {
+                // The name comes from the catalog, not from input.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP TABLE IF EXISTS {partition}"
+                )))
+                .execute(&self.db)
+                .await?;
+            }
+            metrics::PRUNED
+                .with_label_values(&["task_events"])
+                .inc_by(rows);
+        }
+        report.rows.push(("task_events", rows));
+        report.dropped_partitions = partitions;
+        Ok(report)
+    }
+
+    /// Deletes in batches, each its own short transaction, pausing in between.
+    async fn batched(
+        &self,
+        table: &'static str,
+        sql: &'static str,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, JobError> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.db.begin().await?;
+            // A batch that cannot finish quickly is cut short rather than block others.
+            sqlx::query("SET LOCAL statement_timeout = '5s'")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("SET LOCAL lock_timeout = '1s'")
+                .execute(&mut *tx)
+                .await?;
+            let deleted = sqlx::query(sql)
+                .bind(before)
+                .bind(self.retention.batch_size)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            total += deleted;
+            metrics::PRUNED.with_label_values(&[table]).inc_by(deleted);
+            if deleted < u64::try_from(self.retention.batch_size).unwrap_or(u64::MAX) {
+                return Ok(total);
+            }
+            tokio::time::sleep(self.retention.pause).await;
+        }
+    }
+
+    /// Monthly task_events partitions whose whole range is older than `before`, with
+    /// their row counts.
+    async fn old_partitions(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(Vec<String>, u64), JobError> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+              WHERE i.inhparent = 'task_events'::regclass
+                AND c.relname ~ '^task_events_[0-9]{4}_[0-9]{2}$'
+                AND (to_date(substr(c.relname, 13), 'YYYY_MM') + interval '1 month') <= $1
+              ORDER BY 1",
+        )
+        .bind(before)
+        .fetch_all(&self.db)
+        .await?;
+        let mut rows = 0;
+        for name in &names {
+            let n: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {name}")))
+                    .fetch_one(&self.db)
+                    .await?;
+            rows += u64::try_from(n).unwrap_or(0);
+        }
+        Ok((names, rows))
+    }
+}
+
+async fn count(
+    db: &PgPool,
+    sql: &'static str,
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, JobError> {
+    let n: i64 = sqlx::query_scalar(sql).bind(before).fetch_one(db).await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+impl Job for Pruner {
+    fn name(&self) -> &'static str {
+        "prune"
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
+
+    fn run(&self) -> BoxFuture<'_, Result<(), JobError>> {
+        Box::pin(async move {
+            let report = self.run_once(false).await?;
+            tracing::info!(removed = ?report.rows, partitions = ?report.dropped_partitions, "pruned");
+            Ok(())
+        })
+    }
+}
+
+pub mod metrics {
+    use std::sync::LazyLock;
+
+    use prometheus::{IntCounterVec, Opts};
+
+    pub static PRUNED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+        crate::metrics::register(
+            IntCounterVec::new(
+                Opts::new(
+                    "storeops_pruned_rows_total",
+                    "Rows removed by pruning, by table",
+                ),
+                &["table"],
+            )
+            .expect("valid metric"),
+        )
+    });
+}
