@@ -29,6 +29,8 @@ pub struct Retention {
 pub struct PruneReport {
     pub rows: Vec<(&'static str, u64)>,
     pub dropped_partitions: Vec<String>,
+    /// The slowest single statement (a batch or a partition drop).
+    pub longest_statement: Duration,
 }
 
 impl std::fmt::Display for PruneReport {
@@ -39,7 +41,11 @@ impl std::fmt::Display for PruneReport {
         for partition in &self.dropped_partitions {
             writeln!(f, "partition {partition}")?;
         }
-        Ok(())
+        writeln!(
+            f,
+            "longest statement: {} ms",
+            self.longest_statement.as_millis()
+        )
     }
 }
 
@@ -87,22 +93,32 @@ const PRUNE_TASKS: &str = "
          WHERE t.status IN ('done', 'cancelled', 'expired') AND t.updated_at < $1
          ORDER BY t.updated_at LIMIT $2
          FOR UPDATE OF t SKIP LOCKED
+    ), days AS (
+        -- Days not summarised yet; each is aggregated once, over an index range.
+        SELECT DISTINCT d.store_id, d.day, s.time_zone
+          FROM doomed d JOIN stores s ON s.id = d.store_id
+         WHERE NOT EXISTS (SELECT 1 FROM daily_store_stats x WHERE x.store_id = d.store_id AND x.day = d.day)
     ), stats AS (
         INSERT INTO daily_store_stats (store_id, day, kind, tasks, done, done_on_time, expired,
                                        cancelled, median_minutes_to_done)
-        SELECT t.store_id, (t.due_at AT TIME ZONE s.time_zone)::date, t.kind, count(*),
+        SELECT t.store_id, days.day, t.kind, count(*),
                count(*) FILTER (WHERE t.status = 'done'),
                count(*) FILTER (WHERE t.status = 'done' AND t.completed_at <= t.due_at),
                count(*) FILTER (WHERE t.status = 'expired'),
                count(*) FILTER (WHERE t.status = 'cancelled'),
                percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM t.completed_at - t.created_at) / 60)
                    FILTER (WHERE t.status = 'done')
-          FROM tasks t JOIN stores s ON s.id = t.store_id
-         WHERE (t.store_id, (t.due_at AT TIME ZONE s.time_zone)::date) IN (SELECT DISTINCT store_id, day FROM doomed)
+          FROM days
+          JOIN tasks t ON t.store_id = days.store_id
+                      AND t.due_at >= (days.day::timestamp AT TIME ZONE days.time_zone)
+                      AND t.due_at < ((days.day + 1)::timestamp AT TIME ZONE days.time_zone)
          GROUP BY 1, 2, 3
         ON CONFLICT (store_id, day, kind) DO NOTHING
     )
     DELETE FROM tasks WHERE id IN (SELECT id FROM doomed)";
+
+/// Pause per batch, as a multiple of the batch's own time (a ~20% duty cycle).
+const DUTY_REST: u32 = 4;
 
 pub struct Pruner {
     pub db: PgPool,
@@ -121,7 +137,13 @@ impl Pruner {
         let removed = if dry_run {
             count(&self.db, "SELECT count(*) FROM tasks WHERE status IN ('done', 'cancelled', 'expired') AND updated_at < $1", tasks_cutoff).await?
         } else {
-            self.batched("tasks", PRUNE_TASKS, tasks_cutoff).await?
+            self.batched(
+                "tasks",
+                PRUNE_TASKS,
+                tasks_cutoff,
+                &mut report.longest_statement,
+            )
+            .await?
         };
         report.rows.push(("tasks", removed));
         for rule in &RULES {
@@ -134,7 +156,13 @@ impl Pruner {
             let removed = if dry_run {
                 count(&self.db, rule.count, cutoff(age)).await?
             } else {
-                self.batched(rule.table, rule.delete, cutoff(age)).await?
+                self.batched(
+                    rule.table,
+                    rule.delete,
+                    cutoff(age),
+                    &mut report.longest_statement,
+                )
+                .await?
             };
             report.rows.push((rule.table, removed));
         }
@@ -165,6 +193,7 @@ impl Pruner {
         table: &'static str,
         sql: &'static str,
         before: chrono::DateTime<chrono::Utc>,
+        longest: &mut Duration,
     ) -> Result<u64, JobError> {
         let mut total = 0;
         loop {
@@ -176,19 +205,23 @@ impl Pruner {
             sqlx::query("SET LOCAL lock_timeout = '1s'")
                 .execute(&mut *tx)
                 .await?;
+            let started = std::time::Instant::now();
             let deleted = sqlx::query(sql)
                 .bind(before)
                 .bind(self.retention.batch_size)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            *longest = (*longest).max(started.elapsed());
             tx.commit().await?;
             total += deleted;
             metrics::PRUNED.with_label_values(&[table]).inc_by(deleted);
             if deleted < u64::try_from(self.retention.batch_size).unwrap_or(u64::MAX) {
                 return Ok(total);
             }
-            tokio::time::sleep(self.retention.pause).await;
+            // Throttle to a duty cycle: rest at least DUTY_REST times as long as the
+            // batch took, so pruning yields most of the database to staff traffic.
+            tokio::time::sleep(self.retention.pause.max(started.elapsed() * DUTY_REST)).await;
         }
     }
 
