@@ -42,6 +42,20 @@ pub fn jobs(db: &PgPool, config: &TaskJobsConfig) -> Vec<Arc<dyn Job>> {
     ]
 }
 
+/// Runs `batch` until it returns a short batch, at most `MAX_BATCHES` times.
+async fn in_batches<F, Fut>(batch: F) -> Result<(), JobError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, JobError>>,
+{
+    for _ in 0..MAX_BATCHES {
+        if batch().await? < BATCH as usize {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Bulk audit events (one statement) for the tasks a job changed.
 async fn record_all(
     conn: &mut PgConnection,
@@ -149,14 +163,7 @@ impl Job for Overdue {
     }
 
     fn run(&self) -> BoxFuture<'_, Result<(), JobError>> {
-        Box::pin(async move {
-            for _ in 0..MAX_BATCHES {
-                if self.batch().await? < BATCH as usize {
-                    break;
-                }
-            }
-            Ok(())
-        })
+        Box::pin(in_batches(|| self.batch()))
     }
 }
 
@@ -208,14 +215,7 @@ impl Job for Expiry {
     }
 
     fn run(&self) -> BoxFuture<'_, Result<(), JobError>> {
-        Box::pin(async move {
-            for _ in 0..MAX_BATCHES {
-                if self.batch().await? < BATCH as usize {
-                    break;
-                }
-            }
-            Ok(())
-        })
+        Box::pin(in_batches(|| self.batch()))
     }
 }
 
