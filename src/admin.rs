@@ -139,24 +139,55 @@ impl Readiness {
     }
 }
 
-/// Pools whose connection counts `/metrics` reports.
+/// One pool's connection counts.
+pub struct PoolSample {
+    pub name: String,
+    pub idle: i64,
+    pub in_use: i64,
+    pub max: i64,
+}
+
+type Sampler = Arc<dyn Fn() -> Vec<PoolSample> + Send + Sync>;
+
+/// Pools whose connection counts `/metrics` reports: the primary's sqlx pool and any
+/// other pool a role adds (the reporting pools).
 #[derive(Clone, Default)]
-pub struct PoolGauges(Vec<(&'static str, PgPool)>);
+pub struct PoolGauges(Vec<Sampler>);
 
 impl PoolGauges {
     pub fn add(&mut self, name: &'static str, pool: PgPool) {
-        self.0.push((name, pool));
+        self.0.push(Arc::new(move || {
+            let size = i64::from(pool.size());
+            let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
+            vec![PoolSample {
+                name: name.to_owned(),
+                idle,
+                in_use: size - idle,
+                max: i64::from(pool.options().get_max_connections()),
+            }]
+        }));
+    }
+
+    pub fn extend(&mut self, other: &PoolGauges) {
+        self.0.extend(other.0.iter().cloned());
+    }
+
+    pub fn add_sampler(&mut self, sampler: impl Fn() -> Vec<PoolSample> + Send + Sync + 'static) {
+        self.0.push(Arc::new(sampler));
     }
 
     fn refresh(&self) {
-        for (name, pool) in &self.0 {
-            let size = i64::from(pool.size());
-            let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
-            let max = i64::from(pool.options().get_max_connections());
-            let gauge = &metrics::DB_POOL_CONNECTIONS;
-            gauge.with_label_values(&[name, "idle"]).set(idle);
-            gauge.with_label_values(&[name, "in_use"]).set(size - idle);
-            gauge.with_label_values(&[name, "max"]).set(max);
+        let gauge = &metrics::DB_POOL_CONNECTIONS;
+        for sample in self.0.iter().flat_map(|sampler| sampler()) {
+            gauge
+                .with_label_values(&[&sample.name, "idle"])
+                .set(sample.idle);
+            gauge
+                .with_label_values(&[&sample.name, "in_use"])
+                .set(sample.in_use);
+            gauge
+                .with_label_values(&[&sample.name, "max"])
+                .set(sample.max);
         }
     }
 }

@@ -190,6 +190,13 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 .await
                 .context("seeding")?;
             println!("{report}");
+            // Reports read the daily statistics: fold the history in now rather than
+            // leave it to the scheduler's first runs.
+            let refresh =
+                crate::reporting::stats::catch_up(&pool, std::time::Duration::from_secs(3600))
+                    .await
+                    .context("computing daily statistics")?;
+            println!("daily statistics: {} rows", refresh.rows);
             Ok(())
         }
         Command::Dlq { action } => dlq(&config, action).await,

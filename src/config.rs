@@ -134,6 +134,22 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     pub scheduler: SchedulerConfig,
     pub retention: crate::maintenance::Retention,
+    pub reporting: ReportingConfig,
+}
+
+/// Reporting reads (SPEC §7, §9): replica pools, lag limits, statistics refresh.
+#[derive(Debug, Clone)]
+pub struct ReportingConfig {
+    /// Metric label per replica, in DATABASE_REPLICA_URLS order.
+    pub replica_names: Vec<String>,
+    /// A replica further behind than this is skipped.
+    pub max_lag: Duration,
+    pub lag_check_interval: Duration,
+    /// Connections per reporting pool (each replica, and the primary as fallback).
+    pub pool_max: usize,
+    pub statement_timeout: Duration,
+    /// How often the scheduler folds task changes into the daily statistics.
+    pub stats_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +205,37 @@ impl Config {
             })
             .transpose()?
             .unwrap_or_default();
+        let replica_names = match env.get("DATABASE_REPLICA_NAMES") {
+            None => (0..database_replica_urls.len())
+                .map(|i| i.to_string())
+                .collect(),
+            Some(list) => {
+                let names: Vec<String> = list.split(',').map(|n| n.trim().to_owned()).collect();
+                if names.len() != database_replica_urls.len() {
+                    return Err(ConfigError::new(
+                        "DATABASE_REPLICA_NAMES",
+                        format!(
+                            "names {} replicas but DATABASE_REPLICA_URLS has {}",
+                            names.len(),
+                            database_replica_urls.len()
+                        ),
+                    ));
+                }
+                if let Some(bad) = names.iter().find(|n| {
+                    n.is_empty()
+                        || n.len() > 32
+                        || !n
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                }) {
+                    return Err(ConfigError::new(
+                        "DATABASE_REPLICA_NAMES",
+                        format!("{bad:?}: names are 1-32 letters, digits, '-' or '_'"),
+                    ));
+                }
+                names
+            }
+        };
         let amqp_url = env.url("AMQP_URL", &["amqp", "amqps"])?;
         let jwt = match (
             env.get("AUTH_JWT_SECRET"),
@@ -303,6 +350,18 @@ impl Config {
                 webhook_deliveries: env.days("WEBHOOK_DELIVERIES_RETENTION_DAYS", 30)?,
                 batch_size: env.parse_in("PRUNE_BATCH_SIZE", 5000, 100..=100_000)?,
                 pause: Duration::from_millis(env.parse_in("PRUNE_PAUSE_MS", 50, 0..=10_000)?),
+            },
+            reporting: ReportingConfig {
+                replica_names,
+                max_lag: env.seconds("REPLICA_MAX_LAG_SECONDS", 30, 1..=86_400)?,
+                lag_check_interval: Duration::from_millis(env.parse_in(
+                    "REPLICA_LAG_CHECK_INTERVAL_MS",
+                    1000,
+                    100..=60_000,
+                )?),
+                pool_max: env.parse_in("REPORT_POOL_MAX", 8, 1..=200)?,
+                statement_timeout: env.seconds("REPORT_STATEMENT_TIMEOUT_SECONDS", 30, 1..=3600)?,
+                stats_interval: env.seconds("REPORT_STATS_INTERVAL_SECONDS", 60, 5..=86_400)?,
             },
         })
     }

@@ -13,6 +13,7 @@ pub mod http;
 pub mod ids;
 pub mod maintenance;
 pub mod metrics;
+pub mod reporting;
 pub mod roles;
 pub mod scheduler;
 pub mod schedules;

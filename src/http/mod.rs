@@ -26,7 +26,8 @@ use utoipa::{
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
-    auth::JwtVerifier, campaigns, config::WebhookConfig, stores, tasks, templates, webhooks,
+    auth::JwtVerifier, campaigns, config::WebhookConfig, reporting, stores, tasks, templates,
+    webhooks,
 };
 
 /// What handlers can reach; each handler takes only the parts it needs (`FromRef`).
@@ -36,6 +37,8 @@ pub struct AppState {
     pub verifier: Arc<JwtVerifier>,
     pub webhooks: WebhookConfig,
     pub stores: stores::StoreDirectory,
+    /// Reporting reads: replicas when fresh enough, else the primary.
+    pub reports: Arc<reporting::ReadSources>,
 }
 
 /// Limits that shape the router.
@@ -58,6 +61,7 @@ pub struct HttpLimits {
         (name = "tasks", description = "Store tasks: list, lifecycle, review, history"),
         (name = "campaigns", description = "One task to many stores"),
         (name = "webhooks", description = "Outbound event notifications (HQ)"),
+        (name = "reports", description = "Compliance, overdue work and CSV export, read from replicas"),
     ),
 )]
 struct ApiDoc;
@@ -80,6 +84,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(tasks::router())
         .merge(campaigns::router())
         .merge(webhooks::router())
+        .merge(reporting::router())
         .layer(axum::middleware::from_fn(crate::auth::require_staff));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", staff)
 }

@@ -2,7 +2,7 @@
 //! traffic. Deletes go in small batches (each its own short transaction, under a
 //! statement timeout) with pauses between them, so they can stop and resume anywhere;
 //! the audit trail is pruned by dropping whole monthly partitions; daily statistics
-//! are written before any task is deleted. `storeops prune [--dry-run]` runs it once;
+//! hold every task before it is deleted. `storeops prune [--dry-run]` runs it once;
 //! the scheduler's leader runs it hourly.
 
 use std::time::Duration;
@@ -85,7 +85,10 @@ const RULES: [Rule; 4] = [
     },
 ];
 
-/// Closed tasks past retention: their day's statistics first, then the rows.
+/// Closed tasks past retention. Their days' statistics exist already (the statistics
+/// job keeps them current; a day it has not seen, say from a backdated load, is
+/// summarised here first) and are marked `final`, so they are never recomputed from
+/// the tasks that are left.
 const PRUNE_TASKS: &str = "
     WITH doomed AS (
         SELECT t.id, t.store_id, (t.due_at AT TIME ZONE s.time_zone)::date AS day
@@ -94,28 +97,21 @@ const PRUNE_TASKS: &str = "
          ORDER BY t.updated_at LIMIT $2
          FOR UPDATE OF t SKIP LOCKED
     ), days AS (
-        -- Days not summarised yet; each is aggregated once, over an index range.
-        SELECT DISTINCT d.store_id, d.day, s.time_zone
-          FROM doomed d JOIN stores s ON s.id = d.store_id
+        SELECT DISTINCT store_id, day FROM doomed
+    ), unseen AS (
+        SELECT refresh_daily_store_stats(array_agg(d.store_id), array_agg(d.day), true) AS rows
+          FROM days d
          WHERE NOT EXISTS (SELECT 1 FROM daily_store_stats x WHERE x.store_id = d.store_id AND x.day = d.day)
-    ), stats AS (
-        INSERT INTO daily_store_stats (store_id, day, kind, tasks, done, done_on_time, expired,
-                                       cancelled, median_minutes_to_done)
-        SELECT t.store_id, days.day, t.kind, count(*),
-               count(*) FILTER (WHERE t.status = 'done'),
-               count(*) FILTER (WHERE t.status = 'done' AND t.completed_at <= t.due_at),
-               count(*) FILTER (WHERE t.status = 'expired'),
-               count(*) FILTER (WHERE t.status = 'cancelled'),
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM t.completed_at - t.created_at) / 60)
-                   FILTER (WHERE t.status = 'done')
-          FROM days
-          JOIN tasks t ON t.store_id = days.store_id
-                      AND t.due_at >= (days.day::timestamp AT TIME ZONE days.time_zone)
-                      AND t.due_at < ((days.day + 1)::timestamp AT TIME ZONE days.time_zone)
-         GROUP BY 1, 2, 3
-        ON CONFLICT (store_id, day, kind) DO NOTHING
+    ), finalised AS (
+        UPDATE daily_store_stats x SET final = true
+          FROM days d
+         WHERE x.store_id = d.store_id AND x.day = d.day AND NOT x.final
     )
-    DELETE FROM tasks WHERE id IN (SELECT id FROM doomed)";
+    -- Referencing `unseen` makes it run before the rows go.
+    DELETE FROM tasks WHERE id IN (SELECT id FROM doomed) AND (SELECT count(*) FROM unseen) >= 0";
+
+/// How long pruning waits for the statistics to catch up before it deletes tasks.
+const STATS_BUDGET: Duration = Duration::from_secs(120);
 
 /// Pause per batch, as a multiple of the batch's own time (a ~20% duty cycle).
 const DUTY_REST: u32 = 4;
@@ -137,6 +133,8 @@ impl Pruner {
         let removed = if dry_run {
             count(&self.db, "SELECT count(*) FROM tasks WHERE status IN ('done', 'cancelled', 'expired') AND updated_at < $1", tasks_cutoff).await?
         } else {
+            // Statistics first, so the batches rarely have a day to summarise.
+            crate::reporting::stats::catch_up(&self.db, STATS_BUDGET).await?;
             self.batched(
                 "tasks",
                 PRUNE_TASKS,

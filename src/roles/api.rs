@@ -8,21 +8,42 @@ use tokio::net::TcpListener;
 
 use super::RoleParts;
 use crate::{
-    admin::Check,
+    admin::{Check, PoolGauges, PoolSample},
     auth::JwtVerifier,
     config::Config,
     http::{self, AppState, HttpLimits},
+    reporting::ReadSources,
     shutdown::Shutdown,
 };
 
 pub async fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> anyhow::Result<RoleParts> {
     let verifier = Arc::new(JwtVerifier::new(config.jwt()?).context("loading the JWT key")?);
+    let reports = ReadSources::new(config)?;
+    tokio::spawn(reports.clone().monitor(shutdown.signalled.clone()));
+    let mut pools = PoolGauges::default();
+    {
+        let reports = reports.clone();
+        pools.add_sampler(move || {
+            reports
+                .pool_status()
+                .into_iter()
+                .map(|(name, status)| PoolSample {
+                    name,
+                    idle: i64::try_from(status.available).unwrap_or(0),
+                    in_use: i64::try_from(status.size.saturating_sub(status.available))
+                        .unwrap_or(0),
+                    max: i64::try_from(status.max_size).unwrap_or(0),
+                })
+                .collect()
+        });
+    }
     let router = http::router(
         AppState {
             db: db.clone(),
             verifier,
             webhooks: config.webhooks.clone(),
             stores: crate::stores::StoreDirectory::new(db.clone()),
+            reports,
         },
         HttpLimits {
             body_limit_bytes: config.body_limit_bytes,
@@ -44,6 +65,7 @@ pub async fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> anyhow::
             .context("api server")
     };
     Ok(RoleParts {
+        pools,
         checks: vec![Check::database(db.clone()), Check::schema(db)],
         task: Box::pin(task),
     })

@@ -24,6 +24,8 @@ pub struct RoleParts {
     pub checks: Vec<Check>,
     /// Runs until the role has finished its shutdown; an error ends the process.
     pub task: BoxFuture<'static, anyhow::Result<()>>,
+    /// Pools besides the primary's whose connections `/metrics` reports.
+    pub pools: PoolGauges,
 }
 
 /// Which roles a process hosts (`storeops all` hosts all three).
@@ -77,6 +79,9 @@ pub async fn run(
 
     let mut pools = PoolGauges::default();
     pools.add("primary", db.clone());
+    for part in &parts {
+        pools.extend(&part.pools);
+    }
     let readiness = Arc::new(Readiness::new(
         parts.iter().flat_map(|p| p.checks.clone()).collect(),
         shutdown.clone(),

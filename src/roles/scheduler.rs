@@ -5,9 +5,9 @@ use sqlx::PgPool;
 
 use super::RoleParts;
 use crate::{
-    admin::Check,
+    admin::{Check, PoolGauges},
     config::Config,
-    maintenance,
+    maintenance, reporting,
     scheduler::{Scheduler, SchedulerOptions},
     schedules,
     shutdown::Shutdown,
@@ -39,6 +39,10 @@ pub fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> RoleParts {
         db: db.clone(),
         retention: config.retention.clone(),
     }));
+    jobs.push(std::sync::Arc::new(reporting::stats::DailyStats {
+        db: db.clone(),
+        interval: config.reporting.stats_interval,
+    }));
     jobs.push(std::sync::Arc::new(schedules::Planner {
         db: db.clone(),
         tick: config.scheduler.tick,
@@ -62,6 +66,7 @@ pub fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> RoleParts {
         Ok(())
     };
     RoleParts {
+        pools: PoolGauges::default(),
         checks: vec![Check::database(db)],
         task: Box::pin(task),
     }

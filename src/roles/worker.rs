@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use super::RoleParts;
 use crate::{
-    admin::Check,
+    admin::{Check, PoolGauges},
     campaigns,
     config::Config,
     events::{
@@ -94,6 +94,7 @@ pub fn start(
         }
     };
     Ok(RoleParts {
+        pools: PoolGauges::default(),
         checks: vec![
             Check::new("broker", move || {
                 let connected = status.is_connected();

@@ -178,6 +178,8 @@ pub struct TestApp {
     pub db: PgPool,
     pub database: String,
     pub client: reqwest::Client,
+    /// The reporting pools (replicas as configured, else the primary).
+    pub reports: Arc<storeops::reporting::ReadSources>,
     stop: CancellationToken,
 }
 
@@ -189,7 +191,26 @@ impl TestApp {
 
     /// As `spawn`, choosing whether webhooks may target private networks (loopback receivers).
     pub async fn spawn_with(stores: u32, allow_private_webhooks: bool) -> Self {
+        Self::spawn_configured(stores, allow_private_webhooks, &[]).await
+    }
+
+    /// As `spawn`, with reporting settings (`DATABASE_REPLICA_URLS`, ...) as
+    /// environment variables; `{db}` in a value is replaced by the test database's name.
+    pub async fn spawn_configured(
+        stores: u32,
+        allow_private_webhooks: bool,
+        reporting_env: &[(&str, &str)],
+    ) -> Self {
         let (database, db) = fresh_database().await;
+        let primary_url = url_for_database(&database_url(), &database);
+        let env: std::collections::HashMap<String, String> = reporting_env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.replace("{db}", &database)))
+            .chain([("DATABASE_URL".to_owned(), primary_url)])
+            .collect();
+        let config = storeops::config::Config::from_lookup(|k| env.get(k).cloned())
+            .expect("reporting configuration");
+        let reports = storeops::reporting::ReadSources::new(&config).expect("reporting pools");
         if stores > 0 {
             storeops::stores::seed::seed_chain(&db, stores, 0)
                 .await
@@ -206,6 +227,7 @@ impl TestApp {
                     timeout: Duration::from_secs(5),
                 },
                 stores: storeops::stores::StoreDirectory::new(db.clone()),
+                reports: reports.clone(),
             },
             HttpLimits {
                 body_limit_bytes: 64 * 1024,
@@ -215,6 +237,7 @@ impl TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let stop = CancellationToken::new();
+        tokio::spawn(reports.clone().monitor(stop.clone()));
         let stopped = stop.clone();
         tokio::spawn(async move {
             axum::serve(listener, router)
@@ -234,6 +257,7 @@ impl TestApp {
                     .build()
                     .expect("client")
             },
+            reports,
             stop,
         }
     }
