@@ -98,6 +98,22 @@ pub static DB_POOL_CONNECTIONS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
 });
 
+pub static DB_POOL_ACQUIRE: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "storeops_db_pool_acquire_seconds",
+                "Time spent waiting for a pooled database connection",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["pool"],
+        )
+        .expect("valid metric"),
+    )
+});
+
 /// Registers the shared metrics and sets `storeops_build_info`.
 pub fn init(role: &str) {
     BUILD_INFO
@@ -108,6 +124,8 @@ pub fn init(role: &str) {
     LazyLock::force(&HTTP_IN_FLIGHT);
     LazyLock::force(&CLIENT_REQUESTS);
     LazyLock::force(&DB_POOL_CONNECTIONS);
+    LazyLock::force(&DB_POOL_ACQUIRE);
+    LazyLock::force(&crate::reporting::sources::metrics::REPLICA_LAG);
 }
 
 /// The text exposition of everything registered.

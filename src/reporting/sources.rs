@@ -65,6 +65,8 @@ struct Health {
 
 struct Replica {
     name: String,
+    /// `reports-replica-<name>`: the `pool` label of the pool metrics.
+    pool_label: String,
     pool: Pool,
     health: Mutex<Health>,
 }
@@ -139,6 +141,7 @@ impl ReadSources {
             .zip(&config.reporting.replica_names)
             .map(|(url, name)| {
                 Ok(Replica {
+                    pool_label: format!("reports-replica-{name}"),
                     name: name.clone(),
                     pool: pool(url, "DATABASE_REPLICA_URLS", config)?,
                     health: Mutex::new(Health {
@@ -172,7 +175,7 @@ impl ReadSources {
             if !health.reachable || lag > self.max_lag {
                 continue;
             }
-            match replica.pool.get().await {
+            match timed_get(&replica.pool, &replica.pool_label).await {
                 Ok(client) => {
                     return Ok(Lease {
                         client,
@@ -187,9 +190,7 @@ impl ReadSources {
                 }
             }
         }
-        let client = self
-            .primary
-            .get()
+        let client = timed_get(&self.primary, PRIMARY_POOL)
             .await
             .map_err(|e| SourceError::Unavailable(e.to_string()))?;
         Ok(Lease {
@@ -287,14 +288,26 @@ impl ReadSources {
 
     /// Connection counts for `storeops_db_pool_connections`.
     pub fn pool_status(&self) -> Vec<(String, deadpool_postgres::Status)> {
-        std::iter::once(("reports-primary".to_owned(), self.primary.status()))
+        std::iter::once((PRIMARY_POOL.to_owned(), self.primary.status()))
             .chain(
                 self.replicas
                     .iter()
-                    .map(|r| (format!("reports-replica-{}", r.name), r.pool.status())),
+                    .map(|r| (r.pool_label.clone(), r.pool.status())),
             )
             .collect()
     }
+}
+
+const PRIMARY_POOL: &str = "reports-primary";
+
+/// A pooled connection, its wait recorded in `storeops_db_pool_acquire_seconds`.
+async fn timed_get(pool: &Pool, label: &str) -> Result<Object, deadpool_postgres::PoolError> {
+    let started = Instant::now();
+    let client = pool.get().await;
+    crate::metrics::DB_POOL_ACQUIRE
+        .with_label_values(&[label])
+        .observe(started.elapsed().as_secs_f64());
+    client
 }
 
 async fn primary_wal_position(primary: &Pool) -> Result<String, SourceError> {
