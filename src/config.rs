@@ -134,6 +134,7 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     pub scheduler: SchedulerConfig,
     pub retention: crate::maintenance::Retention,
+    pub ingest: crate::ingest::IngestOptions,
 }
 
 #[derive(Debug, Clone)]
@@ -301,8 +302,12 @@ impl Config {
                 idempotency_keys: env.seconds("IDEMPOTENCY_RETENTION_HOURS", 48, 1..=24 * 365)?
                     * 3600,
                 webhook_deliveries: env.days("WEBHOOK_DELIVERIES_RETENTION_DAYS", 30)?,
+                ingests: env.days("INGESTS_RETENTION_DAYS", 30)?,
                 batch_size: env.parse_in("PRUNE_BATCH_SIZE", 5000, 100..=100_000)?,
                 pause: Duration::from_millis(env.parse_in("PRUNE_PAUSE_MS", 50, 0..=10_000)?),
+            },
+            ingest: crate::ingest::IngestOptions {
+                chunk_stores: env.parse_in("INGEST_CHUNK_STORES", 40, 1..=1000)?,
             },
         })
     }
