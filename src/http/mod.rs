@@ -26,8 +26,7 @@ use utoipa::{
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
-    auth::JwtVerifier, campaigns, config::WebhookConfig, ingest, stores, tasks, templates,
-    webhooks,
+    auth::JwtVerifier, campaigns, config::WebhookConfig, ingest, stores, tasks, templates, webhooks,
 };
 
 /// What handlers can reach; each handler takes only the parts it needs (`FromRef`).

@@ -188,7 +188,10 @@ impl PriceLine<'_> {
                 "must be an ISO 4217 code like EUR",
             );
         }
-        for (name, list) in [("store_codes", &self.store_codes), ("regions", &self.regions)] {
+        for (name, list) in [
+            ("store_codes", &self.store_codes),
+            ("regions", &self.regions),
+        ] {
             let Some(list) = list else { continue };
             if list.is_empty() || list.len() > MAX_TARGETS {
                 errors.push(

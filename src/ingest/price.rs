@@ -28,7 +28,7 @@ use crate::{
         consumer::{Handler, HandlerError, Message},
         outbox,
     },
-    tasks::{TaskSource, repo as tasks_repo},
+    tasks::{TaskId, TaskSource, repo as tasks_repo},
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -45,7 +45,12 @@ struct ItemErrors {
 }
 
 impl ItemErrors {
-    fn push(&mut self, item: usize, field: impl FnOnce() -> String, message: impl FnOnce() -> String) {
+    fn push(
+        &mut self,
+        item: usize,
+        field: impl FnOnce() -> String,
+        message: impl FnOnce() -> String,
+    ) {
         self.count += 1;
         if self.kept.len() < MAX_REPORTED_ERRORS {
             self.kept.push(ItemError {
@@ -115,7 +120,7 @@ fn dedupe<'b>(
     batch: &'b PriceBatch<'_>,
     lines: &mut Vec<u32>,
     last: &mut HashMap<&'b str, u32>,
-    reported: &mut Vec<bool>,
+    reported: &mut [bool],
     errors: &mut ItemErrors,
 ) {
     last.clear();
@@ -195,7 +200,14 @@ pub async fn plan(
         .collect();
     outbox::enqueue_many(tx, CHUNK_ROUTING_KEY, &events).await?;
     let error_count = i32::try_from(errors.count).unwrap_or(i32::MAX);
-    repo::mark_planned(tx, ingest.id, chunks.len() as i32, &errors.kept, error_count).await?;
+    repo::mark_planned(
+        tx,
+        ingest.id,
+        chunks.len() as i32,
+        &errors.kept,
+        error_count,
+    )
+    .await?;
     metrics::count(Source::PriceChange, "rejected", errors.count);
     tracing::info!(
         ingest_id = %ingest.id,
@@ -246,10 +258,12 @@ async fn apply(
         .chars()
         .take(200)
         .collect();
+    let mut tasks: Vec<TaskId> = chunk.store_ids.iter().map(|_| TaskId::generate()).collect();
     let created = repo::insert_relabel_tasks(
         tx,
         ingest_id,
         &chunk.store_ids,
+        &tasks.iter().map(|t| t.0).collect::<Vec<_>>(),
         &title,
         &format!("New shelf prices effective {effective}: relabel every item of this task."),
         chunk.effective_at,
@@ -257,8 +271,16 @@ async fn apply(
         &chunk.received_by,
     )
     .await?;
-    let superseded = repo::supersede_items(tx, ingest_id, chunk_no).await?;
-    let mut written = repo::insert_items(tx, ingest_id, chunk_no).await?;
+    if created.len() < tasks.len() {
+        // Only if the chunk was half-applied by hand: use the tasks that exist.
+        tasks = repo::relabel_tasks(tx, ingest_id, &chunk.store_ids).await?;
+    }
+    let superseded = if repo::has_older_active_items(tx, ingest_id, &chunk.store_ids).await? {
+        repo::supersede_items(tx, ingest_id, chunk_no).await?
+    } else {
+        Vec::new()
+    };
+    let mut written = repo::insert_items(tx, ingest_id, chunk_no, &tasks).await?;
     // Items of closed tasks were `closed`, not superseded: their tasks are history.
     let mut touched: Vec<_> = superseded
         .iter()
@@ -269,9 +291,9 @@ async fn apply(
     let mut late = 0;
     if written < u64::try_from(chunk.item_count).unwrap_or(0) {
         // A newer batch reached some of these stores first: its items stay active.
-        late = repo::insert_items_already_superseded(tx, ingest_id, chunk_no).await?;
+        late = repo::insert_items_already_superseded(tx, ingest_id, chunk_no, &tasks).await?;
         written += late;
-        touched.extend(repo::relabel_task_ids(tx, ingest_id, &chunk.store_ids).await?);
+        touched.extend(tasks.iter().copied());
     }
     touched.sort_unstable();
     touched.dedup();
@@ -291,8 +313,14 @@ async fn apply(
         items_created: written as i32,
         items_superseded: (superseded_items + late) as i32,
     };
-    tasks_repo::announce_created(tx, &created, TaskSource::PriceChange, &chunk.received_by, None)
-        .await?;
+    tasks_repo::announce_created(
+        tx,
+        &created,
+        TaskSource::PriceChange,
+        &chunk.received_by,
+        None,
+    )
+    .await?;
     repo::mark_chunk_applied(tx, ingest_id, chunk_no).await?;
     repo::record_progress(tx, ingest_id, &counts, &[], true, false).await?;
     metrics::count(Source::PriceChange, "applied", written as usize);
@@ -303,7 +331,7 @@ async fn apply(
 /// do, so it is cancelled (audit trail and `task.cancelled` as for any cancel).
 async fn cancel_superseded(
     tx: &mut Transaction<'static, Postgres>,
-    task: crate::tasks::TaskId,
+    task: TaskId,
     by: IngestId,
 ) -> Result<(), HandlerError> {
     tasks_repo::cancel_by_system(

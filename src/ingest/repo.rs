@@ -311,13 +311,13 @@ pub async fn insert_relabel_tasks(
     conn: &mut PgConnection,
     ingest_id: IngestId,
     stores: &[StoreId],
+    ids: &[Uuid],
     title: &str,
     description: &str,
     effective_at: Option<DateTime<Utc>>,
     effective_local: Option<NaiveDateTime>,
     created_by: &str,
 ) -> Result<Vec<CreatedTask>, sqlx::Error> {
-    let ids: Vec<Uuid> = stores.iter().map(|_| Uuid::now_v7()).collect();
     sqlx::query_as(
         "WITH inserted AS (
             INSERT INTO tasks (id, store_id, kind, source, title, description, ingest_id, due_at, created_by)
@@ -332,7 +332,7 @@ pub async fn insert_relabel_tasks(
            FROM inserted i JOIN stores s ON s.id = i.store_id JOIN regions r ON r.id = s.region_id",
     )
     .bind(stores)
-    .bind(&ids)
+    .bind(ids)
     .bind(title)
     .bind(description)
     .bind(ingest_id)
@@ -373,21 +373,24 @@ pub async fn supersede_items(
 
 /// The chunk's items, in one statement; an item a newer batch already holds is skipped
 /// here (see [`insert_items_already_superseded`]). Returns the items written.
+/// `tasks` holds each store's relabel task, aligned with the chunk's `store_ids`.
 pub async fn insert_items(
     conn: &mut PgConnection,
     ingest_id: IngestId,
     chunk_no: i32,
+    tasks: &[TaskId],
 ) -> Result<u64, sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO task_items (task_id, sku, store_id, ingest_id, name, new_price, currency)
-         SELECT t.id, n.sku, t.store_id, $1, n.name, n.price::numeric(14, 4), n.currency
+         SELECT ($3::uuid[])[n.store_no], n.sku, c.store_ids[n.store_no], $1, n.name,
+                n.price::numeric(14, 4), n.currency
            FROM {CHUNK_ITEMS}
-           JOIN tasks t ON t.ingest_id = $1 AND t.kind = 'price_relabel' AND t.store_id = c.store_ids[n.store_no]
           WHERE c.ingest_id = $1 AND c.chunk_no = $2
          ON CONFLICT (store_id, sku) WHERE state = 'active' DO NOTHING"
     )))
     .bind(ingest_id)
     .bind(chunk_no)
+    .bind(tasks)
     .execute(conn)
     .await
     .map(|r| r.rows_affected())
@@ -398,35 +401,57 @@ pub async fn insert_items_already_superseded(
     conn: &mut PgConnection,
     ingest_id: IngestId,
     chunk_no: i32,
+    tasks: &[TaskId],
 ) -> Result<u64, sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO task_items (task_id, sku, store_id, ingest_id, name, new_price, currency, state, superseded_by)
-         SELECT t.id, n.sku, t.store_id, $1, n.name, n.price::numeric(14, 4), n.currency, 'superseded', a.ingest_id
+         SELECT ($3::uuid[])[n.store_no], n.sku, a.store_id, $1, n.name, n.price::numeric(14, 4), n.currency,
+                'superseded', a.ingest_id
            FROM {CHUNK_ITEMS}
-           JOIN tasks t ON t.ingest_id = $1 AND t.kind = 'price_relabel' AND t.store_id = c.store_ids[n.store_no]
-           JOIN task_items a ON a.store_id = t.store_id AND a.sku = n.sku AND a.state = 'active' AND a.ingest_id > $1
+           JOIN task_items a ON a.store_id = c.store_ids[n.store_no] AND a.sku = n.sku AND a.state = 'active'
+                            AND a.ingest_id > $1
           WHERE c.ingest_id = $1 AND c.chunk_no = $2
          ON CONFLICT DO NOTHING"
     )))
     .bind(ingest_id)
     .bind(chunk_no)
+    .bind(tasks)
     .execute(conn)
     .await
     .map(|r| r.rows_affected())
 }
 
-/// This batch's relabel tasks in the given stores.
-pub async fn relabel_task_ids(
+/// This batch's relabel task in each of `stores`, in that order.
+pub async fn relabel_tasks(
     conn: &mut PgConnection,
     ingest_id: IngestId,
     stores: &[StoreId],
 ) -> Result<Vec<TaskId>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT id FROM tasks WHERE ingest_id = $1 AND kind = 'price_relabel' AND store_id = ANY($2)",
+        "SELECT t.id FROM unnest($2::uuid[]) WITH ORDINALITY AS s(store_id, n)
+           JOIN tasks t ON t.ingest_id = $1 AND t.kind = 'price_relabel' AND t.store_id = s.store_id
+          ORDER BY s.n",
     )
     .bind(ingest_id)
     .bind(stores)
     .fetch_all(conn)
+    .await
+}
+
+/// Whether any store of the chunk has an active item of an older batch (else there is
+/// nothing to supersede, and the per-item probe is skipped).
+pub async fn has_older_active_items(
+    conn: &mut PgConnection,
+    ingest_id: IngestId,
+    stores: &[StoreId],
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM task_items
+                         WHERE store_id = ANY($2) AND state = 'active' AND ingest_id < $1)",
+    )
+    .bind(ingest_id)
+    .bind(stores)
+    .fetch_one(conn)
     .await
 }
 

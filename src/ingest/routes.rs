@@ -183,15 +183,17 @@ async fn accept(
         (new.id, IngestStatus::Received)
     } else {
         tx.rollback().await?;
-        let Some((id, status)) =
-            repo::find_revision(db, source, external_id, &body_sha256).await?
+        let Some((id, status)) = repo::find_revision(db, source, external_id, &body_sha256).await?
         else {
             return Err(ApiError::Conflict(format!(
                 "{external_id} was already received with a different body"
             )));
         };
         metrics::count(source, "duplicate", item_count);
-        (id, IngestStatus::parse(&status).unwrap_or(IngestStatus::Received))
+        (
+            id,
+            IngestStatus::parse(&status).unwrap_or(IngestStatus::Received),
+        )
     };
     let status_url = format!("/api/v1/integrations/ingests/{id}");
     Ok((
@@ -332,7 +334,9 @@ async fn get_ingest(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("ingest {id} does not exist")))?;
     let unknown = |what: &str, value: &str| {
-        ApiError::Internal(anyhow::anyhow!("unknown ingest {what} {value:?} in the database"))
+        ApiError::Internal(anyhow::anyhow!(
+            "unknown ingest {what} {value:?} in the database"
+        ))
     };
     Ok(Json(IngestDto {
         id: row.id,

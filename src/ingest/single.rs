@@ -2,6 +2,7 @@
 //! transaction. Revisions apply in the order they were received (ingest ids are time
 //! ordered): an older revision processed late changes nothing.
 
+use serde::de::DeserializeOwned;
 use sqlx::{Postgres, Transaction};
 
 use super::{
@@ -17,28 +18,32 @@ use crate::{
 
 const DESCRIPTION_LIMIT: usize = 4_000;
 
-/// The store a single-item ingest names; an unknown code fails the ingest.
-async fn resolve_store(
+/// The stored request and the store it names; `None` when the ingest was finished as
+/// failed instead (unreadable body, unknown store: reported in its status).
+async fn read<T: DeserializeOwned>(
     tx: &mut Transaction<'static, Postgres>,
     ingest: &ReceivedIngest,
     source: Source,
-    code: &str,
-) -> Result<Option<StoreId>, HandlerError> {
-    let found = repo::store_by_code(tx, code).await?;
-    if found.is_none() {
-        handler::fail(
-            tx,
-            ingest.id,
-            source,
-            ItemError {
-                item: None,
-                field: "store_code".to_owned(),
-                message: format!("unknown store {code}"),
-            },
-        )
-        .await?;
-    }
-    Ok(found)
+    store_code: fn(&T) -> &str,
+) -> Result<Option<(T, StoreId)>, HandlerError> {
+    let request: T = match serde_json::from_slice(&ingest.raw) {
+        Ok(request) => request,
+        Err(e) => {
+            handler::fail_unreadable(tx, ingest, source, &e).await?;
+            return Ok(None);
+        }
+    };
+    let code = store_code(&request);
+    let Some(store) = repo::store_by_code(tx, code).await? else {
+        let error = ItemError {
+            item: None,
+            field: "store_code".to_owned(),
+            message: format!("unknown store {code}"),
+        };
+        handler::fail(tx, ingest.id, source, error).await?;
+        return Ok(None);
+    };
+    Ok(Some((request, store)))
 }
 
 /// Announces a created or updated task and finishes the ingest with its counts.
@@ -106,11 +111,9 @@ pub async fn delivery(
     ingest: &ReceivedIngest,
 ) -> Result<(), HandlerError> {
     let source = Source::Delivery;
-    let delivery: Delivery = match serde_json::from_slice(&ingest.raw) {
-        Ok(d) => d,
-        Err(e) => return handler::fail_unreadable(tx, ingest, source, &e).await,
-    };
-    let Some(store_id) = resolve_store(tx, ingest, source, &delivery.store_code).await? else {
+    let Some((delivery, store_id)) =
+        read::<Delivery>(tx, ingest, source, |d| &d.store_code).await?
+    else {
         return Ok(());
     };
     if delivery.status == Some(DeliveryStatus::Cancelled) {
@@ -154,7 +157,9 @@ async fn cancel_delivery(
         None => errors.push(ItemError {
             item: None,
             field: "delivery_id".to_owned(),
-            message: format!("no open receiving task for delivery {delivery_id}; nothing to cancel"),
+            message: format!(
+                "no open receiving task for delivery {delivery_id}; nothing to cancel"
+            ),
         }),
     }
     repo::record_progress(tx, ingest.id, &counts, &errors, false, false).await?;
@@ -184,11 +189,8 @@ pub async fn stock_alert(
     ingest: &ReceivedIngest,
 ) -> Result<(), HandlerError> {
     let source = Source::StockAlert;
-    let alert: StockAlert = match serde_json::from_slice(&ingest.raw) {
-        Ok(a) => a,
-        Err(e) => return handler::fail_unreadable(tx, ingest, source, &e).await,
-    };
-    let Some(store_id) = resolve_store(tx, ingest, source, &alert.store_code).await? else {
+    let Some((alert, store_id)) = read::<StockAlert>(tx, ingest, source, |a| &a.store_code).await?
+    else {
         return Ok(());
     };
     let written = repo::upsert_restock_task(

@@ -17,8 +17,7 @@ use crate::{
         relay::RelayOptions,
         topology::Topology,
     },
-    schedules,
-    ingest,
+    ingest, schedules,
     shutdown::Shutdown,
     webhooks,
 };
