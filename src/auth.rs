@@ -308,6 +308,20 @@ pub async fn require_staff(request: Request, next: Next) -> Result<Response, Api
     }
 }
 
+/// Middleware for the integration routes: only integration tokens; staff get 403
+/// before the (possibly very large) body is read.
+pub async fn require_integration(request: Request, next: Next) -> Result<Response, ApiError> {
+    match request.extensions().get::<Principal>() {
+        None => Err(ApiError::Unauthorized(
+            "an Authorization: Bearer token is required".to_owned(),
+        )),
+        Some(principal) => {
+            principal.ensure_integration()?;
+            Ok(next.run(request).await)
+        }
+    }
+}
+
 /// An HQ caller; anyone else gets 403 before the request body is read.
 pub struct HqPrincipal(pub Principal);
 

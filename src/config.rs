@@ -135,6 +135,7 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub retention: crate::maintenance::Retention,
     pub reporting: ReportingConfig,
+    pub ingest: crate::ingest::IngestOptions,
 }
 
 /// Reporting reads (SPEC §7, §9): replica pools, lag limits, statistics refresh.
@@ -348,6 +349,7 @@ impl Config {
                 idempotency_keys: env.seconds("IDEMPOTENCY_RETENTION_HOURS", 48, 1..=24 * 365)?
                     * 3600,
                 webhook_deliveries: env.days("WEBHOOK_DELIVERIES_RETENTION_DAYS", 30)?,
+                ingests: env.days("INGESTS_RETENTION_DAYS", 30)?,
                 batch_size: env.parse_in("PRUNE_BATCH_SIZE", 5000, 100..=100_000)?,
                 pause: Duration::from_millis(env.parse_in("PRUNE_PAUSE_MS", 50, 0..=10_000)?),
             },
@@ -362,6 +364,9 @@ impl Config {
                 pool_max: env.parse_in("REPORT_POOL_MAX", 8, 1..=200)?,
                 statement_timeout: env.seconds("REPORT_STATEMENT_TIMEOUT_SECONDS", 30, 1..=3600)?,
                 stats_interval: env.seconds("REPORT_STATS_INTERVAL_SECONDS", 60, 5..=86_400)?,
+            },
+            ingest: crate::ingest::IngestOptions {
+                chunk_stores: env.parse_in("INGEST_CHUNK_STORES", 40, 1..=1000)?,
             },
         })
     }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod ids;
+pub mod ingest;
 pub mod maintenance;
 pub mod metrics;
 pub mod reporting;

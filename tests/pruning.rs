@@ -42,6 +42,14 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
         // Inbox: 50 ids ten days old (go), 5 recent (stay).
         "INSERT INTO inbox (consumer_group, message_id, processed_at) SELECT 'g', gen_random_uuid(), now() - interval '10 days' FROM generate_series(1, 50)",
         "INSERT INTO inbox (consumer_group, message_id) SELECT 'g', gen_random_uuid() FROM generate_series(1, 5)",
+        // Ingests: 6 finished 40 days ago (go), one old but still processing and 2 recent (stay).
+        "INSERT INTO ingests (id, source, external_id, body_sha256, received_by, raw, item_count, status, received_at)
+         SELECT gen_random_uuid(), 'stock_alert', 'old-' || g, 'h', 'test', '{}', 1,
+                CASE WHEN g = 7 THEN 'processing' WHEN g % 2 = 0 THEN 'done' ELSE 'failed' END,
+                now() - interval '40 days'
+           FROM generate_series(1, 7) g",
+        "INSERT INTO ingests (id, source, external_id, body_sha256, received_by, raw, item_count, status)
+         SELECT gen_random_uuid(), 'stock_alert', 'new-' || g, 'h', 'test', '{}', 1, 'done' FROM generate_series(1, 2) g",
         // Audit events 20 months ago, in a partition that goes whole.
         "SELECT task_events_ensure_partitions((now() - interval '20 months')::date, (now() - interval '20 months')::date)",
         "INSERT INTO task_events (id, task_id, store_id, occurred_at, kind, actor)
@@ -60,6 +68,7 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
             inbox: Duration::from_secs(7 * 86_400),
             idempotency_keys: Duration::from_secs(48 * 3600),
             webhook_deliveries: Duration::from_secs(30 * 86_400),
+            ingests: Duration::from_secs(30 * 86_400),
             batch_size: 7,
             pause: Duration::from_millis(1),
         },
@@ -70,6 +79,7 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
         ("inbox", 50),
         ("idempotency_keys", 0),
         ("webhook_deliveries", 0),
+        ("ingests", 6),
         ("task_events", 7),
     ];
     let dry = pruner.run_once(true).await.expect("dry run");
@@ -90,6 +100,7 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
     );
     assert_eq!(scalar(&db, "SELECT count(*) FROM outbox").await, 15);
     assert_eq!(scalar(&db, "SELECT count(*) FROM inbox").await, 5);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM ingests").await, 3);
     assert_eq!(
         scalar(
             &db,

@@ -240,6 +240,7 @@ async fn compliance_counts_groups_scopes_and_survives_pruning() {
             inbox: Duration::from_secs(86_400),
             idempotency_keys: Duration::from_secs(86_400),
             webhook_deliveries: Duration::from_secs(86_400),
+            ingests: Duration::from_secs(86_400),
             batch_size: 100,
             pause: Duration::from_millis(1),
         },

@@ -1,26 +1,19 @@
 -- pgbench: what GET /reports/compliance?group_by=store&from=:from&to=:to runs for HQ
 -- (src/reporting/repo.rs, group_by = store), on the same replica. -D from=... -D to=...
-WITH scoped AS (
-    SELECT d.store_id::text AS key, s.code AS code, s.name AS name, d.tasks, d.done, d.done_on_time,
-           d.overdue, d.expired, d.cancelled, d.median_minutes_to_done
+WITH g AS (
+    SELECT d.store_id, sum(d.tasks)::bigint AS tasks, sum(d.done)::bigint AS done,
+           sum(d.done_on_time)::bigint AS done_on_time, sum(d.overdue)::bigint AS overdue,
+           sum(d.expired)::bigint AS expired, sum(d.cancelled)::bigint AS cancelled,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY d.median_minutes_to_done)
+               FILTER (WHERE d.done > 0) AS minutes
       FROM daily_store_stats d
-      JOIN stores s ON s.id = d.store_id
-      JOIN regions r ON r.id = s.region_id
      WHERE d.day BETWEEN :from::date AND :to::date
-), grouped AS (
-    SELECT key, min(code) AS code, min(name) AS name, sum(tasks)::bigint AS tasks,
-           sum(done)::bigint AS done, sum(done_on_time)::bigint AS done_on_time,
-           sum(overdue)::bigint AS overdue, sum(expired)::bigint AS expired,
-           sum(cancelled)::bigint AS cancelled
-      FROM scoped GROUP BY key
-), weighted AS (
-    SELECT key, median_minutes_to_done AS minutes,
-           sum(done) OVER (PARTITION BY key ORDER BY median_minutes_to_done ROWS UNBOUNDED PRECEDING) AS running,
-           sum(done) OVER (PARTITION BY key) AS total
-      FROM scoped WHERE done > 0 AND median_minutes_to_done IS NOT NULL
-), medians AS (
-    SELECT DISTINCT ON (key) key, minutes FROM weighted WHERE running * 2 >= total ORDER BY key, running
+       AND (NULL::text IS NULL OR d.store_id IN (
+               SELECT s.id FROM stores s JOIN regions r ON r.id = s.region_id WHERE r.code = NULL::text))
+       AND (NULL::uuid IS NULL OR d.store_id = NULL::uuid)
+     GROUP BY d.store_id
 )
-SELECT g.key, g.code, g.name, g.tasks, g.done, g.done_on_time, g.overdue, g.expired, g.cancelled, m.minutes
-  FROM grouped g LEFT JOIN medians m ON m.key = g.key
- ORDER BY g.name, g.key;
+SELECT s.id::text AS key, s.code AS code, s.name AS name, g.tasks, g.done, g.done_on_time,
+       g.overdue, g.expired, g.cancelled, g.minutes
+  FROM g JOIN stores s ON s.id = g.store_id
+ ORDER BY 3, 1;

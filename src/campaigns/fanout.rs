@@ -6,11 +6,8 @@ use sqlx::{Postgres, Transaction};
 
 use super::{CampaignId, repo};
 use crate::{
-    events::{
-        consumer::{Handler, HandlerError, Message},
-        outbox,
-    },
-    tasks::metrics,
+    events::consumer::{Handler, HandlerError, Message},
+    tasks::TaskSource,
     templates,
 };
 
@@ -51,36 +48,21 @@ impl Handler for FanOut {
                 let (last, created) =
                     repo::fan_out_chunk(tx, &campaign, review_required, after.as_deref(), CHUNK)
                         .await?;
-                if !created.is_empty() {
-                    crate::tasks::repo::record_created(tx, &created, &campaign.created_by).await?;
-                    let payloads: Vec<serde_json::Value> = created
-                        .iter()
-                        .map(|t| {
-                            serde_json::json!({
-                                "task_id": t.id,
-                                "store_id": t.store_id,
-                                "region": t.region,
-                                "kind": t.kind,
-                                "source": "campaign",
-                                "status": "open",
-                                "title": t.title,
-                                "campaign_id": campaign.id,
-                                "due_at": t.due_at,
-                            })
-                        })
-                        .collect();
-                    outbox::enqueue_many(tx, "task.created", &payloads).await?;
-                    created_total += created.len();
-                }
+                crate::tasks::repo::announce_created(
+                    tx,
+                    &created,
+                    TaskSource::Campaign,
+                    &campaign.created_by,
+                    Some(campaign.id.0),
+                )
+                .await?;
+                created_total += created.len();
                 match last {
                     Some(last) => after = Some(last),
                     None => break,
                 }
             }
             repo::mark_active(tx, campaign.id).await?;
-            metrics::CREATED
-                .with_label_values(&[campaign.kind.as_str(), "campaign"])
-                .inc_by(created_total as u64);
             tracing::info!(campaign_id = %campaign.id, tasks = created_total, "campaign fanned out");
             Ok(())
         })

@@ -26,8 +26,8 @@ use utoipa::{
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
-    auth::JwtVerifier, campaigns, config::WebhookConfig, reporting, stores, tasks, templates,
-    webhooks,
+    auth::JwtVerifier, campaigns, config::WebhookConfig, ingest, reporting, stores, tasks,
+    templates, webhooks,
 };
 
 /// What handlers can reach; each handler takes only the parts it needs (`FromRef`).
@@ -45,6 +45,8 @@ pub struct AppState {
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
     pub body_limit_bytes: usize,
+    /// The integration endpoints' limit (price batches are large).
+    pub ingest_body_limit_bytes: usize,
     pub request_timeout: Duration,
 }
 
@@ -62,6 +64,7 @@ pub struct HttpLimits {
         (name = "campaigns", description = "One task to many stores"),
         (name = "webhooks", description = "Outbound event notifications (HQ)"),
         (name = "reports", description = "Compliance, overdue work and CSV export, read from replicas"),
+        (name = "integrations", description = "Price changes, deliveries and stock alerts from HQ systems (integration tokens)"),
     ),
 )]
 struct ApiDoc;
@@ -78,7 +81,7 @@ impl Modify for BearerAuth {
 }
 
 /// Every `/api/v1` route, with its OpenAPI description.
-fn api_routes() -> OpenApiRouter<AppState> {
+fn api_routes(ingest_body_limit_bytes: usize) -> OpenApiRouter<AppState> {
     let staff = stores::router()
         .merge(templates::router())
         .merge(tasks::router())
@@ -86,17 +89,19 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(webhooks::router())
         .merge(reporting::router())
         .layer(axum::middleware::from_fn(crate::auth::require_staff));
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", staff)
+    let integrations = ingest::router(ingest_body_limit_bytes);
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", staff.merge(integrations))
 }
 
 /// The OpenAPI 3.1 document, generated from the same route table that serves requests.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    // The body limit shapes requests, not the document.
+    api_routes(usize::MAX).into_openapi()
 }
 
 /// The whole public router.
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
-    let (api, openapi) = api_routes()
+    let (api, openapi) = api_routes(limits.ingest_body_limit_bytes)
         .layer(axum::middleware::from_fn_with_state(
             state.verifier.clone(),
             crate::auth::authenticate,

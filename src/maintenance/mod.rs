@@ -20,6 +20,8 @@ pub struct Retention {
     pub inbox: Duration,
     pub idempotency_keys: Duration,
     pub webhook_deliveries: Duration,
+    /// Raw integration requests (finished ones; their tasks stay).
+    pub ingests: Duration,
     pub batch_size: i64,
     pub pause: Duration,
 }
@@ -56,7 +58,7 @@ struct Rule {
     delete: &'static str,
 }
 
-const RULES: [Rule; 4] = [
+const RULES: [Rule; 5] = [
     Rule {
         table: "outbox",
         count: "SELECT count(*) FROM outbox WHERE published_at < $1",
@@ -82,6 +84,13 @@ const RULES: [Rule; 4] = [
         count: "SELECT count(*) FROM webhook_deliveries WHERE created_at < $1",
         delete: "DELETE FROM webhook_deliveries WHERE id IN (
                    SELECT id FROM webhook_deliveries WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    },
+    Rule {
+        table: "ingests",
+        count: "SELECT count(*) FROM ingests WHERE received_at < $1 AND status IN ('done', 'failed')",
+        delete: "DELETE FROM ingests WHERE id IN (
+                   SELECT id FROM ingests WHERE received_at < $1 AND status IN ('done', 'failed')
+                    LIMIT $2 FOR UPDATE SKIP LOCKED)",
     },
 ];
 
@@ -149,6 +158,7 @@ impl Pruner {
                 "outbox" => self.retention.outbox,
                 "inbox" => self.retention.inbox,
                 "idempotency_keys" => self.retention.idempotency_keys,
+                "ingests" => self.retention.ingests,
                 _ => self.retention.webhook_deliveries,
             };
             let removed = if dry_run {

@@ -157,7 +157,8 @@ pub struct ComplianceGroupDto {
     pub completion_rate: Option<f64>,
     /// done_on_time / done; null when nothing is done.
     pub on_time_rate: Option<f64>,
-    /// From creation to completion: the done-weighted median of per-store-day medians.
+    /// From creation to completion, in minutes: the median of the per-store-day (and
+    /// kind, template) medians.
     pub median_minutes_to_complete: Option<f64>,
 }
 

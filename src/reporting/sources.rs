@@ -113,7 +113,7 @@ fn pool(url: &ConnectionUrl, var: &'static str, config: &Config) -> Result<Pool,
     pg.application_name("storeops-reports")
         .connect_timeout(Duration::from_secs(3))
         .options(format!(
-            "-c statement_timeout={timeout_ms} -c default_transaction_read_only=on"
+            "-c statement_timeout={timeout_ms} -c default_transaction_read_only=on -c work_mem=32MB"
         ));
     let manager = Manager::from_config(
         pg,

@@ -47,6 +47,7 @@ pub async fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> anyhow::
         },
         HttpLimits {
             body_limit_bytes: config.body_limit_bytes,
+            ingest_body_limit_bytes: config.ingest_body_limit_bytes,
             request_timeout: config.request_timeout,
         },
     );

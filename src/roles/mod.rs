@@ -66,6 +66,7 @@ pub async fn run(
     let db = crate::db::connect(&config, label)?;
     crate::events::metrics::init();
     crate::tasks::metrics::init();
+    crate::ingest::metrics::init();
     let mut parts = Vec::new();
     if roles.api {
         parts.push(api::start(&config, db.clone(), &shutdown).await?);

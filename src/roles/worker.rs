@@ -17,7 +17,7 @@ use crate::{
         relay::RelayOptions,
         topology::Topology,
     },
-    schedules,
+    ingest, schedules,
     shutdown::Shutdown,
     webhooks,
 };
@@ -34,6 +34,7 @@ pub struct WorkerOptions {
 pub fn registry(config: &Config, db: &PgPool) -> anyhow::Result<Registry> {
     let mut registry = Registry::default();
     campaigns::register_handlers(&mut registry);
+    ingest::register_handlers(&mut registry, &config.ingest);
     schedules::register_handlers(&mut registry);
     webhooks::register_handlers(&mut registry, &config.webhooks, db.clone())?;
     Ok(registry)

@@ -8,12 +8,12 @@ use uuid::Uuid;
 
 use super::metrics;
 use crate::{
-    events::{
-        consumer::{Handler, HandlerError, Message},
-        outbox,
-    },
+    events::consumer::{Handler, HandlerError, Message},
     stores::StoreId,
-    tasks::repo::{CreatedTask, record_created},
+    tasks::{
+        TaskSource,
+        repo::{CreatedTask, announce_created},
+    },
     templates::{self, TemplateId},
 };
 
@@ -86,22 +86,7 @@ impl Handler for CreateOccurrence {
             .bind(due.local_date)
             .fetch_one(&mut **tx)
             .await?;
-            if !created.is_empty() {
-                record_created(tx, &created, "scheduler").await?;
-                let payloads: Vec<serde_json::Value> = created
-                    .iter()
-                    .map(|t| {
-                        serde_json::json!({
-                            "task_id": t.id, "store_id": t.store_id, "region": t.region, "kind": t.kind,
-                            "source": "schedule", "status": "open", "title": t.title, "due_at": t.due_at,
-                        })
-                    })
-                    .collect();
-                outbox::enqueue_many(tx, "task.created", &payloads).await?;
-                crate::tasks::metrics::CREATED
-                    .with_label_values(&[template.kind.as_str(), "schedule"])
-                    .inc_by(created.len() as u64);
-            }
+            announce_created(tx, &created, TaskSource::Schedule, "scheduler", None).await?;
             if closed > 0 {
                 metrics::SKIPPED
                     .with_label_values(&["store_closed"])

@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
-use super::{TaskId, TaskStatus};
+use super::{TaskId, TaskSource, TaskStatus};
 use crate::{
     events::outbox,
     stores::{StaffId, StoreId},
@@ -351,6 +351,7 @@ pub struct CreatedTask {
 pub async fn record_created(
     conn: &mut PgConnection,
     tasks: &[CreatedTask],
+    source: TaskSource,
     actor: &str,
 ) -> Result<(), sqlx::Error> {
     let ids: Vec<Uuid> = tasks.iter().map(|_| Uuid::now_v7()).collect();
@@ -358,14 +359,89 @@ pub async fn record_created(
     let store_ids: Vec<StoreId> = tasks.iter().map(|t| t.store_id).collect();
     sqlx::query(
         "INSERT INTO task_events (id, task_id, store_id, kind, actor, data)
-         SELECT e.id, e.task_id, e.store_id, 'created', $4, '{\"source\": \"campaign\"}'
+         SELECT e.id, e.task_id, e.store_id, 'created', $4, jsonb_build_object('source', $5::text)
            FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS e(id, task_id, store_id)",
     )
     .bind(ids)
     .bind(task_ids)
     .bind(store_ids)
     .bind(actor)
+    .bind(source.as_str())
     .execute(conn)
     .await
     .map(drop)
+}
+
+/// Everything that follows tasks created in bulk (fan-outs, schedules, integrations):
+/// their `created` audit events, one `task.created` event each, and the counter.
+pub async fn announce_created(
+    conn: &mut PgConnection,
+    tasks: &[CreatedTask],
+    source: TaskSource,
+    actor: &str,
+    campaign_id: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    record_created(conn, tasks, source, actor).await?;
+    let payloads: Vec<Value> = tasks
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "task_id": t.id,
+                "store_id": t.store_id,
+                "region": t.region,
+                "kind": t.kind,
+                "source": source.as_str(),
+                "status": "open",
+                "title": t.title,
+                "campaign_id": campaign_id,
+                "due_at": t.due_at,
+            })
+        })
+        .collect();
+    outbox::enqueue_many(conn, "task.created", &payloads).await?;
+    for task in tasks {
+        super::metrics::CREATED
+            .with_label_values(&[task.kind.as_str(), source.as_str()])
+            .inc();
+    }
+    Ok(())
+}
+
+/// After a task was written outside a staff request (integrations): its audit event
+/// `kind` and the matching `task.<event>` outbox event.
+pub async fn announce_change(
+    conn: &mut PgConnection,
+    id: TaskId,
+    kind: &str,
+    routing_key: &str,
+    actor: &str,
+    data: Value,
+) -> Result<TaskRow, sqlx::Error> {
+    let row = find(&mut *conn, id, false)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    record(&mut *conn, &row, kind, actor, data).await?;
+    outbox::enqueue(&mut *conn, routing_key, &event_payload(&row)).await?;
+    Ok(row)
+}
+
+/// Cancels a locked task on behalf of the system (a superseded relabel task, a cancelled
+/// delivery), with the audit event and `task.cancelled` every cancel has.
+pub async fn cancel_by_system(
+    conn: &mut PgConnection,
+    id: TaskId,
+    actor: &str,
+    data: Value,
+) -> Result<(), sqlx::Error> {
+    let write = TransitionWrite {
+        actor: actor.to_owned(),
+        ..TransitionWrite::default()
+    };
+    set_status(&mut *conn, id, TaskStatus::Cancelled, &write).await?;
+    announce_change(conn, id, "cancelled", "task.cancelled", actor, data)
+        .await
+        .map(drop)
 }

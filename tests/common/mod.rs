@@ -22,6 +22,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// The integration endpoints' body limit in tests (413 above it).
+pub const INGEST_BODY_LIMIT_BYTES: usize = 4 << 20;
+
 pub const TEST_SECRET: &str = "storeops-test-secret-0123456789abcdef";
 
 /// The primary's URL from `scripts/dev-env env`.
@@ -231,6 +234,7 @@ impl TestApp {
             },
             HttpLimits {
                 body_limit_bytes: 64 * 1024,
+                ingest_body_limit_bytes: INGEST_BODY_LIMIT_BYTES,
                 request_timeout: Duration::from_secs(30),
             },
         );

@@ -1,0 +1,86 @@
+//! The `ingest` consumer group's entry point: `ingest.received` → plan a price batch,
+//! or apply a delivery or stock alert. Runs in the consumer's transaction (with its
+//! inbox row), so a redelivered message changes nothing twice.
+
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use sqlx::{Postgres, Transaction};
+
+use super::{IngestId, IngestStatus, ItemError, Source, metrics, price, repo, single};
+use crate::events::consumer::{Handler, HandlerError, Message};
+
+#[derive(Debug, Deserialize)]
+struct ReceivedEvent {
+    ingest_id: IngestId,
+}
+
+pub struct Received {
+    pub chunk_stores: usize,
+}
+
+impl Handler for Received {
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut Transaction<'static, Postgres>,
+        message: &'a Message,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let event: ReceivedEvent = message.decode()?;
+            let Some(ingest) = repo::lock_received(tx, event.ingest_id).await? else {
+                return Err(HandlerError::Permanent(format!(
+                    "ingest {} does not exist",
+                    event.ingest_id
+                )));
+            };
+            // Planned already (the same event published again): nothing to do.
+            if IngestStatus::parse(&ingest.status) != Some(IngestStatus::Received) {
+                return Ok(());
+            }
+            let Some(source) = Source::parse(&ingest.source) else {
+                return Err(HandlerError::Permanent(format!(
+                    "ingest {} has unknown source {}",
+                    ingest.id, ingest.source
+                )));
+            };
+            match source {
+                Source::PriceChange => price::plan(tx, &ingest, self.chunk_stores).await,
+                Source::Delivery => single::delivery(tx, &ingest).await,
+                Source::StockAlert => single::stock_alert(tx, &ingest).await,
+            }
+        })
+    }
+}
+
+/// The API validated the body, so this only happens if the stored bytes or the code
+/// changed underneath: the ingest fails visibly instead of dead-lettering.
+pub async fn fail_unreadable(
+    tx: &mut Transaction<'static, Postgres>,
+    ingest: &repo::ReceivedIngest,
+    source: Source,
+    error: &serde_json::Error,
+) -> Result<(), HandlerError> {
+    tracing::error!(ingest_id = %ingest.id, %error, "stored ingest body does not parse");
+    fail(
+        tx,
+        ingest.id,
+        source,
+        ItemError {
+            item: None,
+            field: "body".to_owned(),
+            message: format!("the stored body does not parse: {error}"),
+        },
+    )
+    .await
+}
+
+/// Finishes a single-item ingest as `failed` with one error.
+pub async fn fail(
+    tx: &mut Transaction<'static, Postgres>,
+    id: IngestId,
+    source: Source,
+    error: ItemError,
+) -> Result<(), HandlerError> {
+    repo::record_progress(tx, id, &repo::Counts::default(), &[error], false, true).await?;
+    metrics::count(source, "rejected", 1);
+    Ok(())
+}

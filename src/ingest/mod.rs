@@ -1,0 +1,167 @@
+//! Integrations (SPEC §4): price changes, deliveries and stock alerts sent by HQ systems
+//! become store tasks, exactly once. Where a price change becomes a task:
+//!
+//! 1. `routes.rs`: the request is validated (422 with field paths), stored raw as an
+//!    ingest, idempotent on the sender's id, and `ingest.received` is enqueued in the
+//!    same transaction; the answer is 202 with a status URL.
+//! 2. `handler.rs` (consumer group `ingest`): `ingest.received` dispatches by source.
+//! 3. `price.rs`: a price batch is planned once (parsed, resolved to stores, grouped by
+//!    store, cut into chunks of stores written as column arrays) and each chunk is then
+//!    applied by its own `ingest.chunk` message in its own short transaction: one
+//!    relabel task per store, its SKUs as task items, older open items superseded.
+//! 4. `single.rs`: a delivery upserts its receiving task (or cancels it); a stock alert
+//!    upserts the one open restock task of its store and SKU.
+//!
+//! Bad items inside an accepted request (unknown store or region) are reported in the
+//! ingest's status while the rest is processed.
+
+mod handler;
+pub mod payload;
+mod price;
+pub mod repo;
+mod routes;
+mod single;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub use routes::router;
+
+use crate::events::consumer::Registry;
+
+crate::uuid_id!(IngestId);
+
+pub const RECEIVED_ROUTING_KEY: &str = "ingest.received";
+pub const CHUNK_ROUTING_KEY: &str = "ingest.chunk";
+/// The consumer group that turns ingests into tasks.
+pub const GROUP: &str = "ingest";
+/// Per-item errors kept in an ingest's status (all are counted).
+pub const MAX_REPORTED_ERRORS: usize = 1_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    PriceChange,
+    Delivery,
+    StockAlert,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PriceChange => "price_change",
+            Self::Delivery => "delivery",
+            Self::StockAlert => "stock_alert",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::PriceChange, Self::Delivery, Self::StockAlert]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IngestStatus {
+    /// Stored; no worker has looked at it yet.
+    Received,
+    /// Planned; chunks are being applied.
+    Processing,
+    Done,
+    /// Nothing in it could be processed (see `errors`).
+    Failed,
+}
+
+impl IngestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Processing => "processing",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Received, Self::Processing, Self::Done, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
+/// One bad item inside an accepted request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ItemError {
+    /// The item's position in `items` (price batches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<u32>,
+    /// Path of the offending field, e.g. `items[3].store_codes[0]`.
+    pub field: String,
+    pub message: String,
+}
+
+/// Worker settings of the ingest handlers.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Stores per `ingest.chunk` message (and per transaction).
+    pub chunk_stores: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self { chunk_stores: 40 }
+    }
+}
+
+pub fn register_handlers(registry: &mut Registry, options: &IngestOptions) {
+    registry.subscribe(
+        GROUP,
+        RECEIVED_ROUTING_KEY,
+        Arc::new(handler::Received {
+            chunk_stores: options.chunk_stores.max(1),
+        }),
+    );
+    registry.subscribe(GROUP, CHUNK_ROUTING_KEY, Arc::new(price::ApplyChunk));
+}
+
+pub mod metrics {
+    //! `storeops_ingest_items_total{source,outcome}` (SPEC §10). Outcomes: `accepted`
+    //! (items of a newly stored request), `duplicate` (items of a re-post, ignored),
+    //! `applied` (task items written: one per store and SKU for price batches, one per
+    //! delivery or alert), `rejected` (items reported as errors in the ingest status).
+
+    use std::sync::LazyLock;
+
+    use prometheus::{IntCounterVec, Opts};
+
+    use crate::metrics::register;
+
+    pub static ITEMS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+        register(
+            IntCounterVec::new(
+                Opts::new(
+                    "storeops_ingest_items_total",
+                    "Integration items by source and outcome (accepted, duplicate, applied, rejected)",
+                ),
+                &["source", "outcome"],
+            )
+            .expect("valid metric"),
+        )
+    });
+
+    pub fn count(source: super::Source, outcome: &str, n: usize) {
+        if n > 0 {
+            ITEMS
+                .with_label_values(&[source.as_str(), outcome])
+                .inc_by(n as u64);
+        }
+    }
+
+    pub fn init() {
+        LazyLock::force(&ITEMS);
+    }
+}

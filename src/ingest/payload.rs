@@ -1,0 +1,297 @@
+//! What senders post, and its validation. Price batches can be a million lines, so
+//! their strings borrow from the request body instead of being copied, and field paths
+//! are only built for the fields that are wrong.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::FieldError;
+
+/// Field errors reported per request; beyond this the sender has enough to fix.
+const MAX_FIELD_ERRORS: usize = 50;
+/// Lines per price batch (the body limit bounds it first in practice).
+pub const MAX_PRICE_LINES: usize = 2_000_000;
+const MAX_TARGETS: usize = 10_000;
+const MAX_DELIVERY_LINES: usize = 1_000;
+
+/// `POST /integrations/price-changes`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceBatch<'a> {
+    /// The sender's id of the batch (idempotency key).
+    #[serde(borrow)]
+    #[schema(value_type = String, example = "ERP-2026-11-30-001")]
+    pub batch_id: Cow<'a, str>,
+    /// When the new prices apply: a wall-clock time in each store's own zone
+    /// (`2026-12-01T06:00:00`), or an instant with an offset for every store.
+    #[serde(borrow)]
+    #[schema(value_type = String, example = "2026-12-01T06:00:00")]
+    pub effective_at: Cow<'a, str>,
+    #[serde(borrow)]
+    pub items: Vec<PriceLine<'a>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceLine<'a> {
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    pub sku: Cow<'a, str>,
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    pub name: Cow<'a, str>,
+    pub new_price: f64,
+    /// ISO 4217, e.g. `EUR`.
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    pub currency: Cow<'a, str>,
+    /// ERP store codes; with `regions` absent too, the line applies to every store.
+    #[serde(default, borrow)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub store_codes: Option<Vec<Cow<'a, str>>>,
+    /// Region codes.
+    #[serde(default, borrow)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub regions: Option<Vec<Cow<'a, str>>>,
+}
+
+/// When a price batch applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effective {
+    At(DateTime<Utc>),
+    /// In each store's own time zone.
+    Local(NaiveDateTime),
+}
+
+/// `POST /integrations/deliveries`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Delivery {
+    /// The sender's id of the delivery; a re-sent delivery with changes updates its task.
+    pub delivery_id: String,
+    pub store_code: String,
+    pub supplier: String,
+    pub expected_at: DateTime<Utc>,
+    #[serde(default)]
+    pub lines: Vec<DeliveryLine>,
+    #[serde(default)]
+    pub status: Option<DeliveryStatus>,
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryLine {
+    pub sku: String,
+    pub qty: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Expected,
+    Cancelled,
+}
+
+/// `POST /integrations/stock-alerts`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockAlert {
+    /// The sender's id of the alert (idempotency key).
+    pub alert_id: String,
+    pub store_code: String,
+    pub sku: String,
+    pub on_hand: i64,
+}
+
+/// Collects field errors up to a bound; paths are built only for real errors.
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn full(&self) -> bool {
+        self.0.len() >= MAX_FIELD_ERRORS
+    }
+
+    fn push(&mut self, field: impl FnOnce() -> String, message: impl Into<String>) {
+        if !self.full() {
+            self.0.push(FieldError::new(field(), message));
+        }
+    }
+
+    /// 1..=max characters, no control characters.
+    fn text(&mut self, field: impl FnOnce() -> String, value: &str, max: usize) {
+        let len = value.chars().count();
+        if !(1..=max).contains(&len) || value.chars().any(char::is_control) {
+            self.push(
+                field,
+                format!("must be 1-{max} characters without control characters"),
+            );
+        }
+    }
+
+    fn finish<T>(self, value: T) -> Result<T, Vec<FieldError>> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.0)
+        }
+    }
+}
+
+fn is_currency(code: &str) -> bool {
+    code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+impl PriceBatch<'_> {
+    pub fn validate(&self) -> Result<Effective, Vec<FieldError>> {
+        let mut errors = Errors::default();
+        errors.text(|| "batch_id".into(), &self.batch_id, 100);
+        let effective = parse_effective(&self.effective_at);
+        if effective.is_none() {
+            errors.push(
+                || "effective_at".into(),
+                "must be RFC 3339 (with an offset) or a local time like 2026-12-01T06:00:00",
+            );
+        }
+        if self.items.is_empty() || self.items.len() > MAX_PRICE_LINES {
+            errors.push(
+                || "items".into(),
+                format!("must hold 1-{MAX_PRICE_LINES} lines"),
+            );
+        }
+        for (i, line) in self.items.iter().enumerate() {
+            if errors.full() {
+                break;
+            }
+            line.validate(i, &mut errors);
+        }
+        errors.finish(effective.unwrap_or(Effective::At(DateTime::<Utc>::MIN_UTC)))
+    }
+}
+
+impl PriceLine<'_> {
+    fn validate(&self, i: usize, errors: &mut Errors) {
+        errors.text(|| format!("items[{i}].sku"), &self.sku, 64);
+        errors.text(|| format!("items[{i}].name"), &self.name, 200);
+        if !(self.new_price.is_finite() && (0.0..1e10).contains(&self.new_price)) {
+            errors.push(
+                || format!("items[{i}].new_price"),
+                "must be a number from 0 to 9,999,999,999",
+            );
+        }
+        if !is_currency(&self.currency) {
+            errors.push(
+                || format!("items[{i}].currency"),
+                "must be an ISO 4217 code like EUR",
+            );
+        }
+        for (name, list) in [
+            ("store_codes", &self.store_codes),
+            ("regions", &self.regions),
+        ] {
+            let Some(list) = list else { continue };
+            if list.is_empty() || list.len() > MAX_TARGETS {
+                errors.push(
+                    || format!("items[{i}].{name}"),
+                    format!("must hold 1-{MAX_TARGETS} codes (or be left out for every store)"),
+                );
+            }
+            for (j, code) in list.iter().enumerate() {
+                errors.text(|| format!("items[{i}].{name}[{j}]"), code, 32);
+            }
+        }
+    }
+}
+
+pub fn parse_effective(raw: &str) -> Option<Effective> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+        return Some(Effective::At(at.with_timezone(&Utc)));
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())
+        .map(Effective::Local)
+}
+
+impl Delivery {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Errors::default();
+        errors.text(|| "delivery_id".into(), &self.delivery_id, 100);
+        errors.text(|| "store_code".into(), &self.store_code, 32);
+        errors.text(|| "supplier".into(), &self.supplier, 200);
+        let cancelled = self.status == Some(DeliveryStatus::Cancelled);
+        if self.lines.len() > MAX_DELIVERY_LINES || (self.lines.is_empty() && !cancelled) {
+            errors.push(
+                || "lines".into(),
+                format!("must hold 1-{MAX_DELIVERY_LINES} lines (unless cancelled)"),
+            );
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            errors.text(|| format!("lines[{i}].sku"), &line.sku, 64);
+            if !(1..=1_000_000).contains(&line.qty) {
+                errors.push(|| format!("lines[{i}].qty"), "must be 1-1,000,000");
+            }
+        }
+        errors.finish(())
+    }
+}
+
+impl StockAlert {
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Errors::default();
+        errors.text(|| "alert_id".into(), &self.alert_id, 100);
+        errors.text(|| "store_code".into(), &self.store_code, 32);
+        errors.text(|| "sku".into(), &self.sku, 64);
+        if !(-1_000_000_000..=1_000_000_000).contains(&self.on_hand) {
+            errors.push(|| "on_hand".into(), "must be within ±1,000,000,000");
+        }
+        errors.finish(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effective_time_is_an_instant_or_local() {
+        assert!(matches!(
+            parse_effective("2026-12-01T06:00:00Z"),
+            Some(Effective::At(_))
+        ));
+        assert!(matches!(
+            parse_effective("2026-12-01T06:00:00"),
+            Some(Effective::Local(_))
+        ));
+        assert!(matches!(
+            parse_effective("2026-12-01T06:00"),
+            Some(Effective::Local(_))
+        ));
+        assert_eq!(parse_effective("tomorrow"), None);
+    }
+
+    #[test]
+    fn price_errors_name_the_item() {
+        let batch: PriceBatch = serde_json::from_str(
+            r#"{"batch_id": "b", "effective_at": "2026-12-01T06:00:00", "items": [
+                {"sku": "A", "name": "a", "new_price": 1.5, "currency": "EUR"},
+                {"sku": "", "name": "b", "new_price": -1, "currency": "eur", "store_codes": []}
+            ]}"#,
+        )
+        .expect("parses");
+        let errors = batch.validate().expect_err("invalid");
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "items[1].sku",
+                "items[1].new_price",
+                "items[1].currency",
+                "items[1].store_codes"
+            ]
+        );
+    }
+}

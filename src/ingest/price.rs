@@ -1,0 +1,345 @@
+//! Price batches: planned once, applied in chunks of stores.
+//!
+//! Planning (`ingest.received`, one transaction): parse the stored body, resolve each
+//! line to its stores (every store, store codes, regions; unknown names become item
+//! errors), keep one line per store and SKU (the later line wins), cut the stores in
+//! code order into chunks and write each chunk as one row of column arrays, then
+//! enqueue one `ingest.chunk` per chunk.
+//!
+//! Applying (`ingest.chunk`, one short transaction per chunk): lock the chunk (applied
+//! already → no-op, whatever the message id), lock its stores against other batches,
+//! create one relabel task per store, supersede older active items of the same store
+//! and SKU, insert the items with one `INSERT … SELECT unnest(…)`, cancel older relabel
+//! tasks left with nothing to do, count, and finish the ingest with its last chunk.
+
+use std::collections::HashMap;
+
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use sqlx::{Postgres, Transaction};
+
+use super::{
+    CHUNK_ROUTING_KEY, IngestId, ItemError, MAX_REPORTED_ERRORS, Source, handler, metrics,
+    payload::PriceBatch,
+    repo::{self, ChunkArrays, Counts, ReceivedIngest},
+};
+use crate::{
+    events::{
+        consumer::{Handler, HandlerError, Message},
+        outbox,
+    },
+    tasks::{TaskId, TaskSource, repo as tasks_repo},
+};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ChunkEvent {
+    ingest_id: IngestId,
+    chunk_no: i32,
+}
+
+/// Per-item errors: the first ones kept, all counted.
+#[derive(Default)]
+struct ItemErrors {
+    kept: Vec<ItemError>,
+    count: usize,
+}
+
+impl ItemErrors {
+    fn push(
+        &mut self,
+        item: usize,
+        field: impl FnOnce() -> String,
+        message: impl FnOnce() -> String,
+    ) {
+        self.count += 1;
+        if self.kept.len() < MAX_REPORTED_ERRORS {
+            self.kept.push(ItemError {
+                item: u32::try_from(item).ok(),
+                field: field(),
+                message: message(),
+            });
+        }
+    }
+}
+
+/// Lines per store (indices into `items`), resolved from each line's targets.
+fn lines_per_store(
+    batch: &PriceBatch<'_>,
+    stores: &[repo::StoreRef],
+    errors: &mut ItemErrors,
+) -> Vec<Vec<u32>> {
+    let by_code: HashMap<&str, usize> = stores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.code.as_str(), i))
+        .collect();
+    let mut by_region: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, store) in stores.iter().enumerate() {
+        by_region.entry(store.region.as_str()).or_default().push(i);
+    }
+    let mut per_store: Vec<Vec<u32>> = vec![Vec::new(); stores.len()];
+    for (i, line) in batch.items.iter().enumerate() {
+        let n = i as u32;
+        if line.store_codes.is_none() && line.regions.is_none() {
+            for lines in &mut per_store {
+                lines.push(n);
+            }
+            continue;
+        }
+        for (j, code) in line.store_codes.iter().flatten().enumerate() {
+            match by_code.get(code.as_ref()) {
+                Some(&s) => per_store[s].push(n),
+                None => errors.push(
+                    i,
+                    || format!("items[{i}].store_codes[{j}]"),
+                    || format!("unknown store {code}"),
+                ),
+            }
+        }
+        for (j, region) in line.regions.iter().flatten().enumerate() {
+            match by_region.get(region.as_ref()) {
+                Some(members) => {
+                    for &s in members {
+                        per_store[s].push(n);
+                    }
+                }
+                None => errors.push(
+                    i,
+                    || format!("items[{i}].regions[{j}]"),
+                    || format!("unknown region {region}"),
+                ),
+            }
+        }
+    }
+    per_store
+}
+
+/// Keeps one line per SKU in a store's (ascending) lines: the later line wins, the
+/// earlier is reported once. A store named twice by the same line counts once.
+fn dedupe<'b>(
+    batch: &'b PriceBatch<'_>,
+    lines: &mut Vec<u32>,
+    last: &mut HashMap<&'b str, u32>,
+    reported: &mut [bool],
+    errors: &mut ItemErrors,
+) {
+    last.clear();
+    lines.dedup();
+    let mut duplicates = false;
+    for &n in lines.iter() {
+        if let Some(earlier) = last.insert(batch.items[n as usize].sku.as_ref(), n) {
+            duplicates = true;
+            let e = earlier as usize;
+            if !reported[e] {
+                reported[e] = true;
+                errors.push(
+                    e,
+                    || format!("items[{e}].sku"),
+                    || format!("replaced by items[{n}], a later line for the same SKU"),
+                );
+            }
+        }
+    }
+    if duplicates {
+        lines.retain(|&n| last.get(batch.items[n as usize].sku.as_ref()) == Some(&n));
+    }
+}
+
+/// Plans a price batch into chunks (see the module docs).
+pub async fn plan(
+    tx: &mut Transaction<'static, Postgres>,
+    ingest: &ReceivedIngest,
+    chunk_stores: usize,
+) -> Result<(), HandlerError> {
+    let batch: PriceBatch = match serde_json::from_slice(&ingest.raw) {
+        Ok(batch) => batch,
+        Err(e) => return handler::fail_unreadable(tx, ingest, Source::PriceChange, &e).await,
+    };
+    let stores = repo::stores(tx).await?;
+    let mut errors = ItemErrors::default();
+    let mut per_store = lines_per_store(&batch, &stores, &mut errors);
+    let mut last = HashMap::new();
+    let mut reported = vec![false; batch.items.len()];
+    for lines in &mut per_store {
+        if lines.len() > 1 {
+            lines.sort_unstable();
+            dedupe(&batch, lines, &mut last, &mut reported, &mut errors);
+        }
+    }
+    let mut chunks = Vec::new();
+    let mut chunk = ChunkArrays::default();
+    for (store, lines) in stores.iter().zip(&per_store) {
+        if lines.is_empty() {
+            continue;
+        }
+        chunk.store_ids.push(store.id);
+        let position = chunk.store_ids.len() as i32;
+        for &n in lines {
+            let line = &batch.items[n as usize];
+            chunk.item_store.push(position);
+            chunk.skus.push(line.sku.as_ref());
+            chunk.names.push(line.name.as_ref());
+            chunk.prices.push(line.new_price);
+            chunk.currencies.push(line.currency.as_ref());
+        }
+        if chunk.store_ids.len() >= chunk_stores {
+            chunks.push(std::mem::take(&mut chunk));
+        }
+    }
+    if !chunk.store_ids.is_empty() {
+        chunks.push(chunk);
+    }
+    for (no, chunk) in chunks.iter().enumerate() {
+        repo::insert_chunk(tx, ingest.id, no as i32, chunk).await?;
+    }
+    let events: Vec<ChunkEvent> = (0..chunks.len())
+        .map(|no| ChunkEvent {
+            ingest_id: ingest.id,
+            chunk_no: no as i32,
+        })
+        .collect();
+    outbox::enqueue_many(tx, CHUNK_ROUTING_KEY, &events).await?;
+    let error_count = i32::try_from(errors.count).unwrap_or(i32::MAX);
+    repo::mark_planned(
+        tx,
+        ingest.id,
+        chunks.len() as i32,
+        &errors.kept,
+        error_count,
+    )
+    .await?;
+    metrics::count(Source::PriceChange, "rejected", errors.count);
+    tracing::info!(
+        ingest_id = %ingest.id,
+        lines = batch.items.len(),
+        chunks = chunks.len(),
+        errors = errors.count,
+        "price batch planned"
+    );
+    Ok(())
+}
+
+/// `ingest.chunk`: applies one planned chunk (see the module docs).
+pub struct ApplyChunk;
+
+impl Handler for ApplyChunk {
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut Transaction<'static, Postgres>,
+        message: &'a Message,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let event: ChunkEvent = message.decode()?;
+            apply(tx, event.ingest_id, event.chunk_no).await
+        })
+    }
+}
+
+async fn apply(
+    tx: &mut Transaction<'static, Postgres>,
+    ingest_id: IngestId,
+    chunk_no: i32,
+) -> Result<(), HandlerError> {
+    let Some(chunk) = repo::lock_chunk(tx, ingest_id, chunk_no).await? else {
+        return Err(HandlerError::Permanent(format!(
+            "chunk {chunk_no} of ingest {ingest_id} does not exist"
+        )));
+    };
+    if chunk.applied {
+        return Ok(());
+    }
+    repo::lock_stores(tx, &chunk.store_ids).await?;
+    let effective = match (chunk.effective_at, chunk.effective_local) {
+        (Some(at), _) => at.to_rfc3339(),
+        (None, Some(local)) => format!("{local} store time"),
+        (None, None) => "now".to_owned(),
+    };
+    let title: String = format!("Relabel prices: batch {}", chunk.batch_id)
+        .chars()
+        .take(200)
+        .collect();
+    let mut tasks: Vec<TaskId> = chunk.store_ids.iter().map(|_| TaskId::generate()).collect();
+    let created = repo::insert_relabel_tasks(
+        tx,
+        ingest_id,
+        &chunk.store_ids,
+        &tasks.iter().map(|t| t.0).collect::<Vec<_>>(),
+        &title,
+        &format!("New shelf prices effective {effective}: relabel every item of this task."),
+        chunk.effective_at,
+        chunk.effective_local,
+        &chunk.received_by,
+    )
+    .await?;
+    if created.len() < tasks.len() {
+        // Only if the chunk was half-applied by hand: use the tasks that exist.
+        tasks = repo::relabel_tasks(tx, ingest_id, &chunk.store_ids).await?;
+    }
+    let superseded = if repo::has_older_active_items(tx, ingest_id, &chunk.store_ids).await? {
+        repo::supersede_items(tx, ingest_id, chunk_no).await?
+    } else {
+        Vec::new()
+    };
+    let mut written = repo::insert_items(tx, ingest_id, chunk_no, &tasks).await?;
+    // Items of closed tasks were `closed`, not superseded: their tasks are history.
+    let mut touched: Vec<_> = superseded
+        .iter()
+        .filter(|(_, state)| state == "superseded")
+        .map(|(task, _)| *task)
+        .collect();
+    let superseded_items = touched.len() as u64;
+    let mut late = 0;
+    if written < u64::try_from(chunk.item_count).unwrap_or(0) {
+        // A newer batch reached some of these stores first: its items stay active.
+        late = repo::insert_items_already_superseded(tx, ingest_id, chunk_no, &tasks).await?;
+        written += late;
+        touched.extend(tasks.iter().copied());
+    }
+    touched.sort_unstable();
+    touched.dedup();
+    let emptied = repo::emptied_open_tasks(tx, &touched).await?;
+    for task in &emptied {
+        cancel_superseded(tx, *task, ingest_id).await?;
+    }
+    let created_ids: Vec<_> = created.iter().map(|t| t.id).collect();
+    let counts = Counts {
+        tasks_created: created.len() as i32,
+        tasks_updated: touched
+            .iter()
+            .filter(|t| !emptied.contains(t) && !created_ids.contains(&t.0))
+            .count() as i32,
+        tasks_superseded: emptied.len() as i32,
+        tasks_cancelled: 0,
+        items_created: written as i32,
+        items_superseded: (superseded_items + late) as i32,
+    };
+    tasks_repo::announce_created(
+        tx,
+        &created,
+        TaskSource::PriceChange,
+        &chunk.received_by,
+        None,
+    )
+    .await?;
+    repo::mark_chunk_applied(tx, ingest_id, chunk_no).await?;
+    repo::record_progress(tx, ingest_id, &counts, &[], true, false).await?;
+    metrics::count(Source::PriceChange, "applied", written as usize);
+    Ok(())
+}
+
+/// An older relabel task whose every item a later batch superseded: nothing is left to
+/// do, so it is cancelled (audit trail and `task.cancelled` as for any cancel).
+async fn cancel_superseded(
+    tx: &mut Transaction<'static, Postgres>,
+    task: TaskId,
+    by: IngestId,
+) -> Result<(), HandlerError> {
+    tasks_repo::cancel_by_system(
+        tx,
+        task,
+        "integration",
+        serde_json::json!({"reason": "superseded", "ingest_id": by}),
+    )
+    .await?;
+    Ok(())
+}

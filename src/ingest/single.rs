@@ -1,0 +1,216 @@
+//! Deliveries and stock alerts: one item, one task, applied in the consumer's
+//! transaction. Revisions apply in the order they were received (ingest ids are time
+//! ordered): an older revision processed late changes nothing.
+
+use serde::de::DeserializeOwned;
+use sqlx::{Postgres, Transaction};
+
+use super::{
+    IngestId, ItemError, Source, handler, metrics,
+    payload::{Delivery, DeliveryStatus, StockAlert},
+    repo::{self, Counts, ReceivedIngest},
+};
+use crate::{
+    events::consumer::HandlerError,
+    stores::StoreId,
+    tasks::{TaskId, TaskSource, repo as tasks_repo},
+};
+
+const DESCRIPTION_LIMIT: usize = 4_000;
+
+/// The stored request and the store it names; `None` when the ingest was finished as
+/// failed instead (unreadable body, unknown store: reported in its status).
+async fn read<T: DeserializeOwned>(
+    tx: &mut Transaction<'static, Postgres>,
+    ingest: &ReceivedIngest,
+    source: Source,
+    store_code: fn(&T) -> &str,
+) -> Result<Option<(T, StoreId)>, HandlerError> {
+    let request: T = match serde_json::from_slice(&ingest.raw) {
+        Ok(request) => request,
+        Err(e) => {
+            handler::fail_unreadable(tx, ingest, source, &e).await?;
+            return Ok(None);
+        }
+    };
+    let code = store_code(&request);
+    let Some(store) = repo::store_by_code(tx, code).await? else {
+        let error = ItemError {
+            item: None,
+            field: "store_code".to_owned(),
+            message: format!("unknown store {code}"),
+        };
+        handler::fail(tx, ingest.id, source, error).await?;
+        return Ok(None);
+    };
+    Ok(Some((request, store)))
+}
+
+/// Announces a created or updated task and finishes the ingest with its counts.
+async fn finish(
+    tx: &mut Transaction<'static, Postgres>,
+    ingest: &ReceivedIngest,
+    source: Source,
+    task_source: TaskSource,
+    written: Option<repo::Upserted>,
+    unchanged: &str,
+) -> Result<(), HandlerError> {
+    let mut counts = Counts::default();
+    let mut errors = Vec::new();
+    let actor = ingest.received_by.as_str();
+    let data = serde_json::json!({"source": task_source.as_str(), "ingest_id": ingest.id});
+    match written {
+        Some(task) if task.inserted => {
+            let row =
+                tasks_repo::announce_change(tx, task.id, "created", "task.created", actor, data)
+                    .await?;
+            crate::tasks::metrics::CREATED
+                .with_label_values(&[row.kind.as_str(), task_source.as_str()])
+                .inc();
+            counts.tasks_created = 1;
+        }
+        Some(task) => {
+            tasks_repo::announce_change(tx, task.id, "updated", "task.updated", actor, data)
+                .await?;
+            counts.tasks_updated = 1;
+        }
+        None => errors.push(ItemError {
+            item: None,
+            field: "body".to_owned(),
+            message: unchanged.to_owned(),
+        }),
+    }
+    repo::record_progress(tx, ingest.id, &counts, &errors, false, false).await?;
+    metrics::count(source, "applied", 1);
+    Ok(())
+}
+
+/// Text of a receiving task: its lines, cut to the description's limit.
+fn delivery_text(delivery: &Delivery) -> (String, String) {
+    let title: String = format!(
+        "Receive delivery {} from {}",
+        delivery.delivery_id, delivery.supplier
+    )
+    .chars()
+    .take(200)
+    .collect();
+    let mut description = format!("{} lines:", delivery.lines.len());
+    for (i, line) in delivery.lines.iter().enumerate() {
+        let next = format!(" {} × {};", line.sku, line.qty);
+        if description.len() + next.len() > DESCRIPTION_LIMIT - 40 {
+            description.push_str(&format!(" … and {} more", delivery.lines.len() - i));
+            break;
+        }
+        description.push_str(&next);
+    }
+    (title, description)
+}
+
+pub async fn delivery(
+    tx: &mut Transaction<'static, Postgres>,
+    ingest: &ReceivedIngest,
+) -> Result<(), HandlerError> {
+    let source = Source::Delivery;
+    let Some((delivery, store_id)) =
+        read::<Delivery>(tx, ingest, source, |d| &d.store_code).await?
+    else {
+        return Ok(());
+    };
+    if delivery.status == Some(DeliveryStatus::Cancelled) {
+        return cancel_delivery(tx, ingest, &delivery.delivery_id).await;
+    }
+    let (title, description) = delivery_text(&delivery);
+    let written = repo::upsert_receiving_task(
+        tx,
+        ingest.id,
+        store_id,
+        &delivery.delivery_id,
+        &title,
+        &description,
+        delivery.expected_at,
+        &ingest.received_by,
+    )
+    .await?;
+    finish(
+        tx,
+        ingest,
+        source,
+        TaskSource::Delivery,
+        written,
+        "the delivery's receiving task is closed or a newer revision was applied; nothing changed",
+    )
+    .await
+}
+
+async fn cancel_delivery(
+    tx: &mut Transaction<'static, Postgres>,
+    ingest: &ReceivedIngest,
+    delivery_id: &str,
+) -> Result<(), HandlerError> {
+    let mut counts = Counts::default();
+    let mut errors = Vec::new();
+    match repo::open_receiving_task(tx, ingest.id, delivery_id).await? {
+        Some(task) => {
+            cancel(tx, task, ingest.id, &ingest.received_by).await?;
+            counts.tasks_cancelled = 1;
+        }
+        None => errors.push(ItemError {
+            item: None,
+            field: "delivery_id".to_owned(),
+            message: format!(
+                "no open receiving task for delivery {delivery_id}; nothing to cancel"
+            ),
+        }),
+    }
+    repo::record_progress(tx, ingest.id, &counts, &errors, false, false).await?;
+    metrics::count(Source::Delivery, "applied", 1);
+    Ok(())
+}
+
+async fn cancel(
+    tx: &mut Transaction<'static, Postgres>,
+    task: TaskId,
+    ingest_id: IngestId,
+    actor: &str,
+) -> Result<(), HandlerError> {
+    repo::set_task_ingest(tx, task, ingest_id).await?;
+    tasks_repo::cancel_by_system(
+        tx,
+        task,
+        actor,
+        serde_json::json!({"reason": "delivery cancelled", "ingest_id": ingest_id}),
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn stock_alert(
+    tx: &mut Transaction<'static, Postgres>,
+    ingest: &ReceivedIngest,
+) -> Result<(), HandlerError> {
+    let source = Source::StockAlert;
+    let Some((alert, store_id)) = read::<StockAlert>(tx, ingest, source, |a| &a.store_code).await?
+    else {
+        return Ok(());
+    };
+    let written = repo::upsert_restock_task(
+        tx,
+        ingest.id,
+        store_id,
+        &alert.sku,
+        &format!("Restock {}", alert.sku),
+        &format!("On hand: {} (alert {}).", alert.on_hand, alert.alert_id),
+        if alert.on_hand <= 0 { "high" } else { "normal" },
+        &ingest.received_by,
+    )
+    .await?;
+    finish(
+        tx,
+        ingest,
+        source,
+        TaskSource::StockAlert,
+        written,
+        "a newer alert already updated the open restock task; nothing changed",
+    )
+    .await
+}
