@@ -1,3 +1,5 @@
+DROP VIEW reporting.ingests;
+DROP VIEW reporting.task_items;
 DROP TABLE task_items;
 DROP INDEX tasks_open_restock_key;
 DROP INDEX tasks_delivery_key;

@@ -94,3 +94,18 @@ CREATE TABLE task_items (
 );
 -- One active relabel item per store and SKU: a later batch supersedes, never adds a second.
 CREATE UNIQUE INDEX task_items_active_key ON task_items (store_id, sku) WHERE state = 'active';
+
+-- For analysts (docs/ANALYTICS.md): relabel items and integration batches, without the
+-- raw bodies.
+CREATE VIEW reporting.task_items AS
+SELECT i.task_id, i.store_id, s.code AS store_code, i.sku, i.name, i.new_price, i.currency,
+       i.state, i.superseded_by, i.ingest_id
+  FROM task_items i JOIN stores s ON s.id = i.store_id;
+
+CREATE VIEW reporting.ingests AS
+SELECT id AS ingest_id, source, external_id, received_by, item_count, effective_at, status,
+       chunks_total, tasks_created, tasks_updated, tasks_superseded, tasks_cancelled,
+       items_created, items_superseded, error_count, received_at, started_at, finished_at
+  FROM ingests;
+
+GRANT SELECT ON reporting.task_items, reporting.ingests TO storeops_analyst;

@@ -511,6 +511,8 @@ async fn the_analyst_role_reads_reporting_views_and_nothing_else() {
         "reporting.task_templates",
         "reporting.campaigns",
         "reporting.daily_store_stats",
+        "reporting.task_items",
+        "reporting.ingests",
     ] {
         let sql = format!("SELECT count(*) FROM {view}");
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
