@@ -22,6 +22,8 @@ SELECT store_id, day, kind, sum(tasks)::integer AS tasks, sum(done)::integer AS 
        min(computed_at) AS computed_at
   FROM daily_store_stats GROUP BY store_id, day, kind;
 DELETE FROM daily_store_stats;
+DROP INDEX daily_store_stats_kind_idx;
+DROP INDEX daily_store_stats_template_idx;
 DROP INDEX daily_store_stats_day_idx;
 ALTER TABLE daily_store_stats
     DROP CONSTRAINT daily_store_stats_key,

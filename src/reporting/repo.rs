@@ -51,10 +51,10 @@ const FIGURES: &str = "sum(d.tasks)::bigint AS tasks, sum(d.done)::bigint AS don
 /// The scope filters on a store `s` (and its region `r`): $3 region code, $4 store id.
 const SCOPE: &str = "($3::text IS NULL OR r.code = $3) AND ($4::uuid IS NULL OR s.id = $4)";
 
-/// Per store and per region, each store's days are read from the statistics key's
-/// index in store order (an index-only range scan per store), so nothing is sorted but
-/// each group's medians. Per template, the month is one range of the day index,
-/// grouped by template. The SQL is assembled from constants only.
+/// Each group's rows are read from a covering index, group by group (per store: the
+/// statistics key's range for that store; per template or kind: its own partial
+/// index), so nothing is sorted but each group's medians. The SQL is assembled from
+/// constants only; every value is a bound parameter.
 fn compliance_sql(group_by: GroupBy) -> String {
     match group_by {
         GroupBy::Store => format!(
@@ -76,24 +76,37 @@ fn compliance_sql(group_by: GroupBy) -> String {
               WHERE a.tasks IS NOT NULL
               ORDER BY r.name, r.code"
         ),
-        GroupBy::Template => format!(
-            "WITH g AS (
-                 SELECT d.template_id, CASE WHEN d.template_id IS NULL THEN d.kind END AS kind,
-                        {FIGURES}
-                   FROM daily_store_stats d
-                   JOIN stores s ON s.id = d.store_id JOIN regions r ON r.id = s.region_id
-                  WHERE d.day BETWEEN $1 AND $2 AND {SCOPE}
-                  GROUP BY 1, 2
-             )
-             SELECT coalesce(g.template_id::text, 'kind:' || g.kind), NULL::text,
-                    coalesce(tv.title, 'Without template (' || g.kind || ')'),
-                    g.tasks, g.done, g.done_on_time, g.overdue, g.expired, g.cancelled, g.minutes
-               FROM g
-               LEFT JOIN task_templates tt ON tt.id = g.template_id
-               LEFT JOIN task_template_versions tv
-                      ON tv.template_id = tt.id AND tv.version = tt.current_version
-              ORDER BY 3, 1"
-        ),
+        GroupBy::Template => {
+            // The groups: every template, and each kind for tasks without one.
+            let kinds = crate::tasks::TaskKind::ALL
+                .iter()
+                .map(|k| format!("('{}')", k.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let scope = "($3::text IS NULL OR d.store_id IN (
+                              SELECT s.id FROM stores s JOIN regions r ON r.id = s.region_id
+                               WHERE r.code = $3))
+                          AND ($4::uuid IS NULL OR d.store_id = $4)";
+            format!(
+                "SELECT tt.id::text, NULL::text, tv.title, a.*
+                   FROM task_templates tt
+                   JOIN task_template_versions tv
+                     ON tv.template_id = tt.id AND tv.version = tt.current_version
+                  CROSS JOIN LATERAL (
+                      SELECT {FIGURES} FROM daily_store_stats d
+                       WHERE d.template_id = tt.id AND d.day BETWEEN $1 AND $2 AND {scope}) a
+                  WHERE a.tasks IS NOT NULL
+                 UNION ALL
+                 SELECT 'kind:' || k.kind, NULL::text, 'Without template (' || k.kind || ')', a.*
+                   FROM (VALUES {kinds}) AS k (kind)
+                  CROSS JOIN LATERAL (
+                      SELECT {FIGURES} FROM daily_store_stats d
+                       WHERE d.template_id IS NULL AND d.kind = k.kind
+                         AND d.day BETWEEN $1 AND $2 AND {scope}) a
+                  WHERE a.tasks IS NOT NULL
+                  ORDER BY 3, 1"
+            )
+        }
     }
 }
 
