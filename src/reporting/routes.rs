@@ -20,7 +20,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     GroupBy,
     repo::{self, ComplianceQuery, ComplianceRow, ExportQuery, ReportScope},
-    sources::{DataSource, ReadSources, SourceError, is_connection_error},
+    sources::{DataSource, ReadSources, SourceError},
 };
 use crate::{
     auth::{Access, Principal},
@@ -410,22 +410,12 @@ async fn tasks_csv(
     let scope = report_scope(&principal, params.region.as_deref())?;
     let (from, to) = period(params.from, params.to)?;
     let query = ExportQuery { from, to, scope };
-    let mut lease = sources.acquire().await?;
-    let copy = match repo::start_export(&lease.client, &query).await {
-        Ok(copy) => copy,
-        Err(e) if lease.source == DataSource::Replica && is_connection_error(&e) => {
-            sources.mark_down(&lease, &e);
-            drop(Object::take(lease.client));
-            lease = sources.acquire().await?;
-            repo::start_export(&lease.client, &query)
-                .await
-                .map_err(SourceError::from)?
-        }
-        Err(e) => {
-            drop(Object::take(lease.client));
-            return Err(SourceError::from(e).into());
-        }
-    };
+    let (copy, lease) = sources
+        .open(move |client| {
+            let query = query.clone();
+            async move { repo::start_export(client, &query).await }.boxed()
+        })
+        .await?;
     let headers = provenance(lease.source, lease.staleness);
     let connection = ExportConnection {
         client: Some(lease.client),

@@ -201,31 +201,53 @@ impl ReadSources {
         })
     }
 
-    /// Runs `read` on a source; if a replica fails with a broken connection (it went
-    /// down since the last check), it is marked down and the read runs once more
-    /// elsewhere. Returns the answer with where it came from and how stale it may be.
-    pub async fn read<T, F>(&self, read: F) -> Result<(T, DataSource, Duration), SourceError>
+    /// Runs `start` on a source and keeps its connection with the answer. If a replica
+    /// fails with a broken connection (it went down since the last check), it is
+    /// marked down and `start` runs once more elsewhere. A connection whose work failed
+    /// is closed, never returned to the pool: it may be broken or mid-transaction.
+    pub async fn open<T, F>(&self, start: F) -> Result<(T, Lease), SourceError>
     where
         F: for<'c> Fn(
             &'c tokio_postgres::Client,
         ) -> BoxFuture<'c, Result<T, tokio_postgres::Error>>,
     {
         let lease = self.acquire().await?;
-        match read(&lease.client).await {
-            Ok(value) => Ok((value, lease.source, lease.staleness)),
-            Err(e) if lease.replica.is_some() && is_connection_error(&e) => {
-                self.mark_down(&lease, &e);
-                drop(lease);
-                let lease = self.acquire().await?;
-                let value = read(&lease.client).await?;
-                Ok((value, lease.source, lease.staleness))
+        let error = match start(&lease.client).await {
+            Ok(value) => return Ok((value, lease)),
+            Err(e) => e,
+        };
+        let retry = lease.replica.is_some() && is_connection_error(&error);
+        if retry {
+            self.mark_down(&lease, &error);
+        }
+        drop(Object::take(lease.client));
+        if !retry {
+            return Err(error.into());
+        }
+        let lease = self.acquire().await?;
+        match start(&lease.client).await {
+            Ok(value) => Ok((value, lease)),
+            Err(e) => {
+                drop(Object::take(lease.client));
+                Err(e.into())
             }
-            Err(e) => Err(e.into()),
         }
     }
 
+    /// [`Self::open`] for a read that is done once it answers: the answer, where it
+    /// came from and how stale it may be.
+    pub async fn read<T, F>(&self, read: F) -> Result<(T, DataSource, Duration), SourceError>
+    where
+        F: for<'c> Fn(
+            &'c tokio_postgres::Client,
+        ) -> BoxFuture<'c, Result<T, tokio_postgres::Error>>,
+    {
+        let (value, lease) = self.open(read).await?;
+        Ok((value, lease.source, lease.staleness))
+    }
+
     /// Marks the lease's replica down after its connection broke mid-request.
-    pub fn mark_down(&self, lease: &Lease, error: &tokio_postgres::Error) {
+    fn mark_down(&self, lease: &Lease, error: &tokio_postgres::Error) {
         if let Some(replica) = lease.replica.and_then(|i| self.replicas.get(i)) {
             tracing::warn!(replica = %replica.name, error = %error, "replica connection broke; using another source");
             replica.set_health(|h| h.reachable = false);
