@@ -70,7 +70,14 @@ impl Scheduler {
         metrics::IS_LEADER.set(0);
         while !stop.is_cancelled() {
             let attempt = Instant::now();
-            match tokio::time::timeout(renew_every, lease::acquire(&self.db, &holder, ttl)).await {
+            // A leader's renewal may not outlast its acting time: one that hung past it
+            // (an unreachable database) would keep the leader acting after its lease.
+            let budget = if term.is_some() {
+                renew_every.min(acting_until.saturating_duration_since(attempt))
+            } else {
+                renew_every
+            };
+            match tokio::time::timeout(budget, lease::acquire(&self.db, &holder, ttl)).await {
                 Ok(Ok(true)) => {
                     acting_until = attempt + ttl - renew_every;
                     if term.is_none() {
