@@ -34,6 +34,10 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
         "INSERT INTO tasks (id, store_id, kind, source, title, status, due_at, completed_at, created_by)
          SELECT gen_random_uuid(), (SELECT id FROM stores ORDER BY code LIMIT 1), 'adhoc', 'manual', 'recent',
                 'done', now(), now(), 'test' FROM generate_series(1, 10)",
+        // Relabel items of two old done tasks (go with them) and of the open one (stays).
+        "INSERT INTO task_items (task_id, sku, store_id, ingest_id, name, new_price, currency, state)
+         SELECT t.id, 'SKU-' || t.title, t.store_id, gen_random_uuid(), 'item', 1, 'EUR', 'closed'
+           FROM tasks t WHERE t.title IN ('old 1', 'old 2', 'open')",
         // Outbox: 100 published two days ago (go), 10 just published and 5 never published (stay).
         "INSERT INTO outbox (id, routing_key, payload, created_at, published_at)
          SELECT gen_random_uuid(), 'test.old', '{}', now() - interval '2 days', now() - interval '2 days' FROM generate_series(1, 100)",
@@ -98,6 +102,16 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
         scalar(&db, "SELECT count(*) FROM tasks WHERE title = 'open'").await,
         1
     );
+    assert_eq!(
+        scalar(
+            &db,
+            "SELECT count(*) FROM task_items WHERE sku = 'SKU-open'"
+        )
+        .await,
+        1,
+        "items go with their task, and only with it"
+    );
+    assert_eq!(scalar(&db, "SELECT count(*) FROM task_items").await, 1);
     assert_eq!(scalar(&db, "SELECT count(*) FROM outbox").await, 15);
     assert_eq!(scalar(&db, "SELECT count(*) FROM inbox").await, 5);
     assert_eq!(scalar(&db, "SELECT count(*) FROM ingests").await, 3);

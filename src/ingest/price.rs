@@ -9,7 +9,8 @@
 //! Applying (`ingest.chunk`, one short transaction per chunk): lock the chunk (applied
 //! already → no-op, whatever the message id), lock its stores against other batches,
 //! create one relabel task per store, supersede older active items of the same store
-//! and SKU, insert the items with one `INSERT … SELECT unnest(…)`, cancel older relabel
+//! and SKU, insert the items with one `INSERT … SELECT unnest(…)` (a plain insert
+//! unless a newer batch already holds items there), cancel older relabel
 //! tasks left with nothing to do, count, and finish the ingest with its last chunk.
 
 use std::collections::HashMap;
@@ -275,12 +276,13 @@ async fn apply(
         // Only if the chunk was half-applied by hand: use the tasks that exist.
         tasks = repo::relabel_tasks(tx, ingest_id, &chunk.store_ids).await?;
     }
-    let superseded = if repo::has_older_active_items(tx, ingest_id, &chunk.store_ids).await? {
+    let beside = repo::active_items_beside(tx, ingest_id, &chunk.store_ids).await?;
+    let superseded = if beside.older {
         repo::supersede_items(tx, ingest_id, chunk_no).await?
     } else {
         Vec::new()
     };
-    let mut written = repo::insert_items(tx, ingest_id, chunk_no, &tasks).await?;
+    let mut written = repo::insert_items(tx, ingest_id, chunk_no, &tasks, beside.not_older).await?;
     // Items of closed tasks were `closed`, not superseded: their tasks are history.
     let mut touched: Vec<_> = superseded
         .iter()

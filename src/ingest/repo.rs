@@ -371,22 +371,30 @@ pub async fn supersede_items(
     .await
 }
 
-/// The chunk's items, in one statement; an item a newer batch already holds is skipped
-/// here (see [`insert_items_already_superseded`]). Returns the items written.
+/// The chunk's items, in one statement. With `may_conflict`, an item a newer batch
+/// already holds is skipped here (see [`insert_items_already_superseded`]); without it
+/// (the usual case, checked under the stores' locks) the plain insert avoids the
+/// per-row speculative insertion of `ON CONFLICT`. Returns the items written.
 /// `tasks` holds each store's relabel task, aligned with the chunk's `store_ids`.
 pub async fn insert_items(
     conn: &mut PgConnection,
     ingest_id: IngestId,
     chunk_no: i32,
     tasks: &[TaskId],
+    may_conflict: bool,
 ) -> Result<u64, sqlx::Error> {
+    let on_conflict = if may_conflict {
+        "ON CONFLICT (store_id, sku) WHERE state = 'active' DO NOTHING"
+    } else {
+        ""
+    };
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO task_items (task_id, sku, store_id, ingest_id, name, new_price, currency)
          SELECT ($3::uuid[])[n.store_no], n.sku, c.store_ids[n.store_no], $1, n.name,
                 n.price::numeric(14, 4), n.currency
            FROM {CHUNK_ITEMS}
           WHERE c.ingest_id = $1 AND c.chunk_no = $2
-         ON CONFLICT (store_id, sku) WHERE state = 'active' DO NOTHING"
+         {on_conflict}"
     )))
     .bind(ingest_id)
     .bind(chunk_no)
@@ -438,16 +446,25 @@ pub async fn relabel_tasks(
     .await
 }
 
-/// Whether any store of the chunk has an active item of an older batch (else there is
-/// nothing to supersede, and the per-item probe is skipped).
-pub async fn has_older_active_items(
+/// Whether the chunk's stores hold active items of older batches (to supersede) and of
+/// this or newer ones (applied first, out of order, or by hand). Each false skips that
+/// per-item work.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ActiveBeside {
+    pub older: bool,
+    pub not_older: bool,
+}
+
+pub async fn active_items_beside(
     conn: &mut PgConnection,
     ingest_id: IngestId,
     stores: &[StoreId],
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
+) -> Result<ActiveBeside, sqlx::Error> {
+    sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM task_items
-                         WHERE store_id = ANY($2) AND state = 'active' AND ingest_id < $1)",
+                         WHERE store_id = ANY($2) AND state = 'active' AND ingest_id < $1) AS older,
+                EXISTS (SELECT 1 FROM task_items
+                         WHERE store_id = ANY($2) AND state = 'active' AND ingest_id >= $1) AS not_older",
     )
     .bind(ingest_id)
     .bind(stores)

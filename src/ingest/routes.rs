@@ -137,18 +137,97 @@ pub struct IngestDto {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// What the routes need of a valid request once it is parsed.
+struct Checked {
+    external_id: String,
+    item_count: usize,
+    effective: Option<Effective>,
+}
+
+/// Bodies above this are parsed and hashed on blocking threads.
+const OFF_RUNTIME_BYTES: usize = 256 * 1024;
+
+fn sha256_hex(body: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(body))
+}
+
+/// Parses, validates and hashes the body. A large price batch takes a second or more of
+/// CPU for each: they run side by side on blocking threads, so the runtime keeps serving
+/// other requests and the POST answers sooner.
+async fn check_and_hash(
+    body: &Bytes,
+    check: fn(&[u8]) -> Result<Checked, ApiError>,
+) -> Result<(Checked, String), ApiError> {
+    if body.len() < OFF_RUNTIME_BYTES {
+        return Ok((check(body)?, sha256_hex(body)));
+    }
+    let hashing = tokio::task::spawn_blocking({
+        let body = body.clone();
+        move || sha256_hex(&body)
+    });
+    let checking = tokio::task::spawn_blocking({
+        let body = body.clone();
+        move || check(&body)
+    });
+    let (digest, checked) = tokio::join!(hashing, checking);
+    let blocking_failed = |e: tokio::task::JoinError| {
+        ApiError::Internal(anyhow::Error::new(e).context("checking an ingest body"))
+    };
+    Ok((
+        checked.map_err(blocking_failed)??,
+        digest.map_err(blocking_failed)?,
+    ))
+}
+
+fn check_price_batch(body: &[u8]) -> Result<Checked, ApiError> {
+    let batch: PriceBatch = decode(body)?;
+    let effective = batch.validate().map_err(ApiError::Validation)?;
+    Ok(Checked {
+        external_id: batch.batch_id.into_owned(),
+        item_count: batch.items.len(),
+        effective: Some(effective),
+    })
+}
+
+fn check_delivery(body: &[u8]) -> Result<Checked, ApiError> {
+    let delivery: Delivery = decode(body)?;
+    delivery.validate().map_err(ApiError::Validation)?;
+    Ok(Checked {
+        external_id: delivery.delivery_id,
+        item_count: 1,
+        effective: None,
+    })
+}
+
+fn check_stock_alert(body: &[u8]) -> Result<Checked, ApiError> {
+    let alert: StockAlert = decode(body)?;
+    alert.validate().map_err(ApiError::Validation)?;
+    Ok(Checked {
+        external_id: alert.alert_id,
+        item_count: 1,
+        effective: None,
+    })
+}
+
 /// Stores the request once per sender id and enqueues its processing; a re-post of the
 /// same request answers the same ingest.
 async fn accept(
     db: &PgPool,
     principal: &Principal,
     source: Source,
-    external_id: &str,
-    item_count: usize,
-    effective: Option<Effective>,
-    raw: &[u8],
+    body: RawJson,
+    check: fn(&[u8]) -> Result<Checked, ApiError>,
 ) -> Result<Response, ApiError> {
-    let body_sha256 = format!("{:x}", Sha256::digest(raw));
+    let (
+        Checked {
+            external_id,
+            item_count,
+            effective,
+        },
+        body_sha256,
+    ) = check_and_hash(&body.0, check).await?;
+    let external_id = external_id.as_str();
+    let raw: &[u8] = &body.0;
     let new = NewIngest {
         id: IngestId::generate(),
         source,
@@ -227,18 +306,14 @@ async fn accept(
 async fn post_price_changes(
     principal: Principal,
     State(db): State<PgPool>,
-    RawJson(body): RawJson,
+    body: RawJson,
 ) -> Result<Response, ApiError> {
-    let batch: PriceBatch = decode(&body)?;
-    let effective = batch.validate().map_err(ApiError::Validation)?;
     accept(
         &db,
         &principal,
         Source::PriceChange,
-        &batch.batch_id,
-        batch.items.len(),
-        Some(effective),
-        &body,
+        body,
+        check_price_batch,
     )
     .await
 }
@@ -262,20 +337,9 @@ async fn post_price_changes(
 async fn post_deliveries(
     principal: Principal,
     State(db): State<PgPool>,
-    RawJson(body): RawJson,
+    body: RawJson,
 ) -> Result<Response, ApiError> {
-    let delivery: Delivery = decode(&body)?;
-    delivery.validate().map_err(ApiError::Validation)?;
-    accept(
-        &db,
-        &principal,
-        Source::Delivery,
-        &delivery.delivery_id,
-        1,
-        None,
-        &body,
-    )
-    .await
+    accept(&db, &principal, Source::Delivery, body, check_delivery).await
 }
 
 /// A stock alert: the one open restock task of the store and SKU, created or updated.
@@ -297,20 +361,9 @@ async fn post_deliveries(
 async fn post_stock_alerts(
     principal: Principal,
     State(db): State<PgPool>,
-    RawJson(body): RawJson,
+    body: RawJson,
 ) -> Result<Response, ApiError> {
-    let alert: StockAlert = decode(&body)?;
-    alert.validate().map_err(ApiError::Validation)?;
-    accept(
-        &db,
-        &principal,
-        Source::StockAlert,
-        &alert.alert_id,
-        1,
-        None,
-        &body,
-    )
-    .await
+    accept(&db, &principal, Source::StockAlert, body, check_stock_alert).await
 }
 
 /// An ingest's status: received, processing, done or failed; counts; per-item errors.

@@ -115,6 +115,9 @@ const PRUNE_TASKS: &str = "
         UPDATE daily_store_stats x SET final = true
           FROM days d
          WHERE x.store_id = d.store_id AND x.day = d.day AND NOT x.final
+    ), items AS (
+        -- Relabel items carry no foreign key (bulk writes); they go with their task.
+        DELETE FROM task_items WHERE task_id IN (SELECT id FROM doomed)
     )
     -- Referencing `unseen` makes it run before the rows go.
     DELETE FROM tasks WHERE id IN (SELECT id FROM doomed) AND (SELECT count(*) FROM unseen) >= 0";
