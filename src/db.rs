@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sqlx::{
-    PgPool,
+    Connection, PgPool,
     migrate::{MigrateError, Migrator},
     postgres::{PgConnectOptions, PgPoolOptions},
 };
@@ -13,6 +13,9 @@ use sqlx::{
 use crate::config::{Config, ConfigError};
 
 pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// A pooled connection idle this long is pinged before use.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(10);
 
 /// A lazily connecting pool: start-up never blocks on the database, readiness reports it.
 pub fn connect(config: &Config, application: &str) -> Result<PgPool, ConfigError> {
@@ -30,6 +33,18 @@ pub fn connect(config: &Config, application: &str) -> Result<PgPool, ConfigError
         .min_connections(config.db_pool_min)
         .acquire_timeout(config.db_acquire_timeout)
         .idle_timeout(Some(Duration::from_secs(300)))
+        // sqlx pings every connection it hands out by default: a second round trip for
+        // every one-statement request (the store task list). Only a connection that sat
+        // idle long enough to have been cut is checked; a busy one proves itself.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options))
 }
 

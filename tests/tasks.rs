@@ -426,6 +426,20 @@ async fn the_store_task_list_filters_and_pages() {
         )
         .await;
     assert_eq!(early["items"].as_array().map(Vec::len), Some(10));
+    // Several statuses and filters at once: the assignee's tasks among the first ten.
+    let (combined, _) = ctx
+        .ok(
+            Method::GET,
+            &format!(
+                "/api/v1/stores/{}/tasks?status=open,done&assignee={assignee}&due_before={cutoff}",
+                ctx.store
+            ),
+            &ctx.manager,
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(combined["items"].as_array().map(Vec::len), Some(4));
     let (none, _) = ctx
         .ok(
             Method::GET,
