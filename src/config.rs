@@ -352,6 +352,7 @@ impl Config {
                 ingests: env.days("INGESTS_RETENTION_DAYS", 30)?,
                 batch_size: env.parse_in("PRUNE_BATCH_SIZE", 5000, 100..=100_000)?,
                 pause: Duration::from_millis(env.parse_in("PRUNE_PAUSE_MS", 50, 0..=10_000)?),
+                duty_percent: env.parse_in("PRUNE_DUTY_PERCENT", 20, 1..=100)?,
             },
             reporting: ReportingConfig {
                 replica_names,

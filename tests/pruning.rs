@@ -75,6 +75,7 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
             ingests: Duration::from_secs(30 * 86_400),
             batch_size: 7,
             pause: Duration::from_millis(1),
+            duty_percent: 20,
         },
     };
     let expected = vec![

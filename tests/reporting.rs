@@ -243,6 +243,7 @@ async fn compliance_counts_groups_scopes_and_survives_pruning() {
             ingests: Duration::from_secs(86_400),
             batch_size: 100,
             pause: Duration::from_millis(1),
+            duty_percent: 20,
         },
     };
     let pruned = pruner.run_once(false).await.expect("prune");

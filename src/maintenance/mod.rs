@@ -24,6 +24,9 @@ pub struct Retention {
     pub ingests: Duration,
     pub batch_size: i64,
     pub pause: Duration,
+    /// The share of time pruning may keep the primary busy: after each batch it rests
+    /// at least long enough to stay under it (1–100).
+    pub duty_percent: u32,
 }
 
 /// What pruning removed (or, dry, would remove), per table.
@@ -125,12 +128,15 @@ const PRUNE_TASKS: &str = "
 /// How long pruning waits for the statistics to catch up before it deletes tasks.
 const STATS_BUDGET: Duration = Duration::from_secs(120);
 
-/// Pause per batch, as a multiple of the batch's own time (a ~20% duty cycle).
-const DUTY_REST: u32 = 4;
-
 pub struct Pruner {
     pub db: PgPool,
     pub retention: Retention,
+}
+
+/// How long to rest after a batch that took `busy` to stay within `duty_percent`.
+fn rest_after(busy: Duration, duty_percent: u32) -> Duration {
+    let duty = duty_percent.clamp(1, 100);
+    busy * (100 - duty) / duty
 }
 
 fn cutoff(age: Duration) -> chrono::DateTime<chrono::Utc> {
@@ -230,9 +236,14 @@ impl Pruner {
             if deleted < u64::try_from(self.retention.batch_size).unwrap_or(u64::MAX) {
                 return Ok(total);
             }
-            // Throttle to a duty cycle: rest at least DUTY_REST times as long as the
-            // batch took, so pruning yields most of the database to staff traffic.
-            tokio::time::sleep(self.retention.pause.max(started.elapsed() * DUTY_REST)).await;
+            // Throttle to the duty cycle: rest long enough after each batch that pruning
+            // yields most of the database to staff traffic.
+            tokio::time::sleep(
+                self.retention
+                    .pause
+                    .max(rest_after(started.elapsed(), self.retention.duty_percent)),
+            )
+            .await;
         }
     }
 
@@ -308,4 +319,19 @@ pub mod metrics {
             .expect("valid metric"),
         )
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rests_to_stay_within_the_duty_cycle() {
+        let batch = Duration::from_millis(100);
+        assert_eq!(rest_after(batch, 20), Duration::from_millis(400));
+        assert_eq!(rest_after(batch, 10), Duration::from_millis(900));
+        assert_eq!(rest_after(batch, 100), Duration::ZERO);
+        // Out of range is clamped rather than dividing by zero.
+        assert_eq!(rest_after(batch, 0), Duration::from_millis(9900));
+    }
 }
