@@ -178,13 +178,14 @@ async fn price_batches_are_validated_idempotent_and_reported_per_item() {
         .await
         .expect("send");
     assert_problem(not_json, 415).await;
-    // Larger than the staff body limit but inside the ingest one: read and validated.
-    let mut large: Vec<Value> = (0..2_000).map(|i| line(&format!("L{i:05}"), 1.0)).collect();
+    // Larger than the staff body limit but inside the ingest one, and large enough to be
+    // parsed off the runtime (over 256 KiB): read, validated, the field still named.
+    let mut large: Vec<Value> = (0..5_000).map(|i| line(&format!("L{i:05}"), 1.0)).collect();
     large.push(json!({"sku": "Z", "name": "z", "new_price": 1, "currency": "x"}));
     let large = json!({"batch_id": "large", "effective_at": "2030-01-01T06:00:00", "items": large});
-    assert!(serde_json::to_vec(&large).expect("json").len() > 64 * 1024);
+    assert!(serde_json::to_vec(&large).expect("json").len() > 256 * 1024);
     let problem = assert_problem(post(&app, "price-changes", &large).await, 422).await;
-    assert_eq!(problem["errors"][0]["field"], "items[2000].currency");
+    assert_eq!(problem["errors"][0]["field"], "items[5000].currency");
 
     let topology = test_topology(&[200]);
     let worker = worker(&app, &topology, 4, 4);
