@@ -33,10 +33,10 @@ impl Handler for Received {
                 )));
             };
             // Planned already (the same event published again): nothing to do.
-            if IngestStatus::parse(&ingest.status) != Some(IngestStatus::Received) {
+            if IngestStatus::parse(&ingest.status).ok() != Some(IngestStatus::Received) {
                 return Ok(());
             }
-            let Some(source) = Source::parse(&ingest.source) else {
+            let Ok(source) = Source::parse(&ingest.source) else {
                 return Err(HandlerError::Permanent(format!(
                     "ingest {} has unknown source {}",
                     ingest.id, ingest.source

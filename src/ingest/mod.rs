@@ -48,21 +48,11 @@ pub enum Source {
     StockAlert,
 }
 
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PriceChange => "price_change",
-            Self::Delivery => "delivery",
-            Self::StockAlert => "stock_alert",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [Self::PriceChange, Self::Delivery, Self::StockAlert]
-            .into_iter()
-            .find(|s| s.as_str() == raw)
-    }
-}
+crate::string_enum!(Source {
+    PriceChange => "price_change",
+    Delivery => "delivery",
+    StockAlert => "stock_alert",
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -76,22 +66,12 @@ pub enum IngestStatus {
     Failed,
 }
 
-impl IngestStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Received => "received",
-            Self::Processing => "processing",
-            Self::Done => "done",
-            Self::Failed => "failed",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Received, Self::Processing, Self::Done, Self::Failed]
-            .into_iter()
-            .find(|s| s.as_str() == raw)
-    }
-}
+crate::string_enum!(IngestStatus {
+    Received => "received",
+    Processing => "processing",
+    Done => "done",
+    Failed => "failed",
+});
 
 /// One bad item inside an accepted request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -284,12 +284,8 @@ async fn apply(
     };
     let mut written = repo::insert_items(tx, ingest_id, chunk_no, &tasks, beside.not_older).await?;
     // Items of closed tasks were `closed`, not superseded: their tasks are history.
-    let mut touched: Vec<_> = superseded
-        .iter()
-        .filter(|(_, state)| state == "superseded")
-        .map(|(task, _)| *task)
-        .collect();
-    let superseded_items = touched.len() as u64;
+    let superseded_items: u64 = superseded.iter().map(|(_, items)| *items as u64).sum();
+    let mut touched: Vec<TaskId> = superseded.iter().map(|(task, _)| *task).collect();
     let mut late = 0;
     if written < u64::try_from(chunk.item_count).unwrap_or(0) {
         // A newer batch reached some of these stores first: its items stay active.
@@ -299,7 +295,11 @@ async fn apply(
     }
     touched.sort_unstable();
     touched.dedup();
-    let emptied = repo::emptied_open_tasks(tx, &touched).await?;
+    let emptied = if touched.is_empty() {
+        Vec::new()
+    } else {
+        repo::emptied_open_tasks(tx, &touched).await?
+    };
     for task in &emptied {
         cancel_superseded(tx, *task, ingest_id).await?;
     }

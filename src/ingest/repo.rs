@@ -105,7 +105,6 @@ pub struct ReceivedIngest {
     pub id: IngestId,
     pub source: String,
     pub status: String,
-    pub external_id: String,
     pub received_by: String,
     pub raw: Vec<u8>,
 }
@@ -116,7 +115,7 @@ pub async fn lock_received(
     id: IngestId,
 ) -> Result<Option<ReceivedIngest>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, source, status, external_id, received_by,
+        "SELECT id, source, status, received_by,
                 CASE WHEN status = 'received' THEN raw ELSE ''::bytea END AS raw
            FROM ingests WHERE id = $1 FOR UPDATE",
     )
@@ -349,21 +348,26 @@ const CHUNK_ITEMS: &str = "ingest_chunks c
         AS n(store_no, sku, name, price, currency)";
 
 /// Active items of older batches for the chunk's (store, SKU) pairs: `superseded` where
-/// their task is still open, `closed` where it is not. Returns (task, new state).
+/// their task is still open or in progress, `closed` where it is not (done, submitted
+/// for review, cancelled). Returns each task that lost items to `superseded`, with how
+/// many (counted here, not item by item in the worker: a chunk can supersede 40,000).
 pub async fn supersede_items(
     conn: &mut PgConnection,
     ingest_id: IngestId,
     chunk_no: i32,
-) -> Result<Vec<(TaskId, String)>, sqlx::Error> {
+) -> Result<Vec<(TaskId, i64)>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE task_items o
-            SET state = CASE WHEN t.status IN ('open', 'in_progress') THEN 'superseded' ELSE 'closed' END,
-                superseded_by = $1
-           FROM {CHUNK_ITEMS}, tasks t
-          WHERE c.ingest_id = $1 AND c.chunk_no = $2
-            AND o.store_id = c.store_ids[n.store_no] AND o.sku = n.sku
-            AND o.state = 'active' AND o.ingest_id < $1 AND t.id = o.task_id
-         RETURNING o.task_id, o.state"
+        "WITH changed AS (
+            UPDATE task_items o
+               SET state = CASE WHEN t.status IN ('open', 'in_progress') THEN 'superseded' ELSE 'closed' END,
+                   superseded_by = $1
+              FROM {CHUNK_ITEMS}, tasks t
+             WHERE c.ingest_id = $1 AND c.chunk_no = $2
+               AND o.store_id = c.store_ids[n.store_no] AND o.sku = n.sku
+               AND o.state = 'active' AND o.ingest_id < $1 AND t.id = o.task_id
+            RETURNING o.task_id, o.state
+         )
+         SELECT task_id, count(*) FROM changed WHERE state = 'superseded' GROUP BY task_id"
     )))
     .bind(ingest_id)
     .bind(chunk_no)

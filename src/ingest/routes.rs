@@ -386,16 +386,11 @@ async fn get_ingest(
     let row = repo::find(&db, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("ingest {id} does not exist")))?;
-    let unknown = |what: &str, value: &str| {
-        ApiError::Internal(anyhow::anyhow!(
-            "unknown ingest {what} {value:?} in the database"
-        ))
-    };
     Ok(Json(IngestDto {
         id: row.id,
-        source: Source::parse(&row.source).ok_or_else(|| unknown("source", &row.source))?,
+        source: Source::parse(&row.source)?,
         external_id: row.external_id,
-        status: IngestStatus::parse(&row.status).ok_or_else(|| unknown("status", &row.status))?,
+        status: IngestStatus::parse(&row.status)?,
         items: row.item_count,
         chunks_total: row.chunks_total,
         chunks_done: row.chunks_total - row.chunks_remaining,

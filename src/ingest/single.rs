@@ -80,8 +80,25 @@ async fn finish(
             message: unchanged.to_owned(),
         }),
     }
-    repo::record_progress(tx, ingest.id, &counts, &errors, false, false).await?;
-    metrics::count(source, "applied", 1);
+    record(tx, ingest, source, &counts, &errors).await
+}
+
+/// Finishes a one-item ingest: `applied` when it changed a task, `rejected` when it
+/// was reported as an item error instead (a stale revision, nothing to cancel).
+async fn record(
+    tx: &mut Transaction<'static, Postgres>,
+    ingest: &ReceivedIngest,
+    source: Source,
+    counts: &Counts,
+    errors: &[ItemError],
+) -> Result<(), HandlerError> {
+    repo::record_progress(tx, ingest.id, counts, errors, false, false).await?;
+    let outcome = if errors.is_empty() {
+        "applied"
+    } else {
+        "rejected"
+    };
+    metrics::count(source, outcome, 1);
     Ok(())
 }
 
@@ -162,9 +179,7 @@ async fn cancel_delivery(
             ),
         }),
     }
-    repo::record_progress(tx, ingest.id, &counts, &errors, false, false).await?;
-    metrics::count(Source::Delivery, "applied", 1);
-    Ok(())
+    record(tx, ingest, Source::Delivery, &counts, &errors).await
 }
 
 async fn cancel(

@@ -57,6 +57,8 @@ impl std::fmt::Display for PruneReport {
 /// One batched delete: `{keys}` selects up to $2 victims older than $1.
 struct Rule {
     table: &'static str,
+    /// The table's retention setting.
+    age: fn(&Retention) -> Duration,
     count: &'static str,
     delete: &'static str,
 }
@@ -64,12 +66,14 @@ struct Rule {
 const RULES: [Rule; 5] = [
     Rule {
         table: "outbox",
+        age: |r| r.outbox,
         count: "SELECT count(*) FROM outbox WHERE published_at < $1",
         delete: "DELETE FROM outbox WHERE id IN (
                    SELECT id FROM outbox WHERE published_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
     },
     Rule {
         table: "inbox",
+        age: |r| r.inbox,
         count: "SELECT count(*) FROM inbox WHERE processed_at < $1",
         delete: "DELETE FROM inbox WHERE (consumer_group, message_id) IN (
                    SELECT consumer_group, message_id FROM inbox WHERE processed_at < $1 LIMIT $2
@@ -77,6 +81,7 @@ const RULES: [Rule; 5] = [
     },
     Rule {
         table: "idempotency_keys",
+        age: |r| r.idempotency_keys,
         count: "SELECT count(*) FROM idempotency_keys WHERE created_at < $1",
         delete: "DELETE FROM idempotency_keys WHERE (subject, key) IN (
                    SELECT subject, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2
@@ -84,12 +89,14 @@ const RULES: [Rule; 5] = [
     },
     Rule {
         table: "webhook_deliveries",
+        age: |r| r.webhook_deliveries,
         count: "SELECT count(*) FROM webhook_deliveries WHERE created_at < $1",
         delete: "DELETE FROM webhook_deliveries WHERE id IN (
                    SELECT id FROM webhook_deliveries WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
     },
     Rule {
         table: "ingests",
+        age: |r| r.ingests,
         count: "SELECT count(*) FROM ingests WHERE received_at < $1 AND status IN ('done', 'failed')",
         delete: "DELETE FROM ingests WHERE id IN (
                    SELECT id FROM ingests WHERE received_at < $1 AND status IN ('done', 'failed')
@@ -163,13 +170,7 @@ impl Pruner {
         };
         report.rows.push(("tasks", removed));
         for rule in &RULES {
-            let age = match rule.table {
-                "outbox" => self.retention.outbox,
-                "inbox" => self.retention.inbox,
-                "idempotency_keys" => self.retention.idempotency_keys,
-                "ingests" => self.retention.ingests,
-                _ => self.retention.webhook_deliveries,
-            };
+            let age = (rule.age)(&self.retention);
             let removed = if dry_run {
                 count(&self.db, rule.count, cutoff(age)).await?
             } else {

@@ -11,8 +11,6 @@ use utoipa::ToSchema;
 
 pub use routes::{TaskDto, TaskSummaryDto, router};
 
-use crate::error::ApiError;
-
 crate::uuid_id!(TaskId);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -26,6 +24,8 @@ pub enum TaskKind {
 }
 
 /// Maps a stored string to an enum; a mismatch is a bug (the database constrains it).
+/// Exported: the other modules' stored enums use it too.
+#[macro_export]
 macro_rules! string_enum {
     ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         impl $ty {
@@ -37,10 +37,10 @@ macro_rules! string_enum {
                 }
             }
 
-            pub fn parse(raw: &str) -> Result<Self, ApiError> {
+            pub fn parse(raw: &str) -> Result<Self, $crate::error::ApiError> {
                 match raw {
                     $($text => Ok($ty::$variant),)+
-                    other => Err(ApiError::Internal(anyhow::anyhow!(
+                    other => Err($crate::error::ApiError::Internal(anyhow::anyhow!(
                         concat!("unknown ", stringify!($ty), " {:?} in the database"),
                         other
                     ))),
