@@ -18,23 +18,30 @@ use storeops::{
 /// Inserts one task for `store` due at noon (store-local) `days_ago` days ago.
 /// `outcome`: done_on_time | done_late | expired | cancelled | open.
 async fn task(app: &TestApp, store: &SeededStore, days_ago: i32, outcome: &str, minutes: i32) {
+    let day = local_day(app, store, days_ago).await;
+    task_on(app, store, &day, outcome, minutes).await;
+}
+
+/// Inserts one task for `store` due at noon of the store-local date `day`. Stores
+/// of one test sit in different time zones, so "yesterday" differs between them
+/// for part of every UTC day; a report over one date names the date itself.
+async fn task_on(app: &TestApp, store: &SeededStore, day: &str, outcome: &str, minutes: i32) {
     sqlx::query(
         "INSERT INTO tasks (id, store_id, kind, source, title, status, due_at, created_at, updated_at,
                             completed_at, cancelled_at, created_by)
-         SELECT gen_random_uuid(), s.id, 'adhoc', 'manual', 'report test', 
+         SELECT gen_random_uuid(), s.id, 'adhoc', 'manual', 'report test',
                 CASE WHEN $3 LIKE 'done%' THEN 'done' ELSE $3 END,
                 d.due, d.due - interval '3 hours',
-                CASE WHEN $2 > 30 THEN d.due ELSE now() END,
+                CASE WHEN d.due < now() - interval '30 days' THEN d.due ELSE now() END,
                 CASE WHEN $3 LIKE 'done%' THEN d.due - interval '3 hours' + $4 * interval '1 minute' END,
                 CASE WHEN $3 = 'cancelled' THEN d.due - interval '1 hour' END,
                 'test'
            FROM stores s
-          CROSS JOIN LATERAL (SELECT ((now() AT TIME ZONE s.time_zone)::date - $2 + time '12:00')
-                                     AT TIME ZONE s.time_zone AS due) d
+          CROSS JOIN LATERAL (SELECT ($2::date + time '12:00') AT TIME ZONE s.time_zone AS due) d
           WHERE s.id = $1",
     )
     .bind(store.id)
-    .bind(days_ago)
+    .bind(day)
     .bind(outcome)
     .bind(minutes)
     .execute(&app.db)
@@ -92,13 +99,13 @@ async fn compliance_counts_groups_scopes_and_survives_pruning() {
     ] {
         task(&app, a, 1, outcome, minutes).await;
     }
-    task(&app, b, 1, "done_on_time", 10).await;
-    task(&app, b, 1, "done_on_time", 20).await;
+    let day = local_day(&app, a, 1).await;
+    task_on(&app, b, &day, "done_on_time", 10).await;
+    task_on(&app, b, &day, "done_on_time", 20).await;
     let refresh = stats::catch_up(&app.db, Duration::from_secs(60))
         .await
         .expect("statistics");
     assert!(refresh.caught_up);
-    let day = local_day(&app, a, 1).await;
     let hq = token(Role::Hq, None, None);
 
     let (source, report) = json_ok(
