@@ -87,6 +87,8 @@ async fn compliance_counts_groups_scopes_and_survives_pruning() {
     let app = TestApp::spawn(3).await;
     let stores = app.stores().await;
     let (a, b) = (&stores[0], &stores[1]);
+    // One date for every insert: A's midnight may pass while they run.
+    let day = local_day(&app, a, 1).await;
     for (outcome, minutes) in [
         ("done_on_time", 30),
         ("done_on_time", 60),
@@ -97,9 +99,8 @@ async fn compliance_counts_groups_scopes_and_survives_pruning() {
         ("cancelled", 0),
         ("open", 0),
     ] {
-        task(&app, a, 1, outcome, minutes).await;
+        task_on(&app, a, &day, outcome, minutes).await;
     }
-    let day = local_day(&app, a, 1).await;
     task_on(&app, b, &day, "done_on_time", 10).await;
     task_on(&app, b, &day, "done_on_time", 20).await;
     let refresh = stats::catch_up(&app.db, Duration::from_secs(60))
@@ -234,10 +235,10 @@ async fn compliance_counts_groups_scopes_and_survives_pruning() {
     .await;
 
     // A period that pruning removes still answers, from the statistics kept first.
-    for _ in 0..3 {
-        task(&app, a, 500, "done_on_time", 45).await;
-    }
     let old_day = local_day(&app, a, 500).await;
+    for _ in 0..3 {
+        task_on(&app, a, &old_day, "done_on_time", 45).await;
+    }
     let pruner = Pruner {
         db: app.db.clone(),
         retention: Retention {

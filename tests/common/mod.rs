@@ -55,7 +55,12 @@ async fn template_database() -> String {
                 (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
             })
         });
-    let name = format!("storeops_tmpl_{fingerprint:016x}");
+    // Dated: migrations make partitions relative to today (the audit trail's months,
+    // the outbox's days), so a template from another day would not match the clock.
+    let name = format!(
+        "storeops_tmpl_{fingerprint:016x}_{}",
+        chrono::Utc::now().format("%Y%m%d")
+    );
     let mut admin = PgConnection::connect(&database_url())
         .await
         .expect("connect to the primary");
@@ -71,6 +76,21 @@ async fn template_database() -> String {
             .await
             .expect("query pg_database");
     if !exists {
+        // Earlier templates (other days, other migrations) go; one in use stays.
+        let stale: Vec<String> = sqlx::query_scalar(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'storeops\\_tmpl\\_%' AND datname <> $1",
+        )
+        .bind(&name)
+        .fetch_all(&mut admin)
+        .await
+        .expect("list templates");
+        for old in stale {
+            let _ = admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {old}"
+                )))
+                .await;
+        }
         let building = format!("{name}_building");
         admin
             .execute(sqlx::AssertSqlSafe(format!(
