@@ -38,11 +38,26 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
         "INSERT INTO task_items (task_id, sku, store_id, ingest_id, name, new_price, currency, state)
          SELECT t.id, 'SKU-' || t.title, t.store_id, gen_random_uuid(), 'item', 1, 'EUR', 'closed'
            FROM tasks t WHERE t.title IN ('old 1', 'old 2', 'open')",
-        // Outbox: 100 published two days ago (go), 10 just published and 5 never published (stay).
+        // Outbox, by UTC day of the id: a day three days ago wholly published (goes
+        // whole: 100 rows); four days ago 20 published and 5 never (the day stays, its
+        // published rows go in batches); five days ago one row published only now (the
+        // day stays whole); today 10 just published (stay).
+        "SELECT outbox_ensure_partitions((now() AT TIME ZONE 'UTC')::date - 6, (now() AT TIME ZONE 'UTC')::date)",
         "INSERT INTO outbox (id, routing_key, payload, created_at, published_at)
-         SELECT gen_random_uuid(), 'test.old', '{}', now() - interval '2 days', now() - interval '2 days' FROM generate_series(1, 100)",
-        "INSERT INTO outbox (id, routing_key, payload, published_at) SELECT gen_random_uuid(), 'test.new', '{}', now() FROM generate_series(1, 10)",
-        "INSERT INTO outbox (id, routing_key, payload, created_at) SELECT gen_random_uuid(), 'test.pending', '{}', now() - interval '3 days' FROM generate_series(1, 5)",
+         SELECT uuid_v7(now() - interval '3 days'), 'test.old', '{}', now() - interval '3 days', now() - interval '3 days'
+           FROM generate_series(1, 100)",
+        "INSERT INTO outbox (id, routing_key, payload, created_at, published_at)
+         SELECT uuid_v7(now() - interval '4 days'), 'test.old', '{}', now() - interval '4 days', now() - interval '4 days'
+           FROM generate_series(1, 20)",
+        "INSERT INTO outbox (id, routing_key, payload, created_at)
+         SELECT uuid_v7(now() - interval '4 days'), 'test.pending', '{}', now() - interval '4 days' FROM generate_series(1, 5)",
+        "INSERT INTO outbox (id, routing_key, payload, created_at, published_at)
+         VALUES (uuid_v7(now() - interval '5 days'), 'test.late', '{}', now() - interval '5 days', now())",
+        "INSERT INTO outbox (id, routing_key, payload, published_at) SELECT uuid_v7(), 'test.new', '{}', now() FROM generate_series(1, 10)",
+        // Six days ago, 3 published rows a crashed prune detached and did not drop.
+        "INSERT INTO outbox (id, routing_key, payload, created_at, published_at)
+         SELECT uuid_v7(now() - interval '6 days'), 'test.old', '{}', now() - interval '6 days', now() - interval '6 days'
+           FROM generate_series(1, 3)",
         // Inbox: 50 ids ten days old (go), 5 recent (stay).
         "INSERT INTO inbox (consumer_group, message_id, processed_at) SELECT 'g', gen_random_uuid(), now() - interval '10 days' FROM generate_series(1, 50)",
         "INSERT INTO inbox (consumer_group, message_id) SELECT 'g', gen_random_uuid() FROM generate_series(1, 5)",
@@ -63,6 +78,18 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
     for sql in setup {
         sqlx::query(sql).execute(&db).await.expect(sql);
     }
+    let outbox_day = |days_ago: i64| {
+        (chrono::Utc::now() - chrono::Duration::days(days_ago))
+            .format("outbox_%Y_%m_%d")
+            .to_string()
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE outbox DETACH PARTITION {}",
+        outbox_day(6)
+    )))
+    .execute(&db)
+    .await
+    .expect("detach");
     let pruner = Pruner {
         db: db.clone(),
         retention: Retention {
@@ -80,7 +107,7 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
     };
     let expected = vec![
         ("tasks", 40),
-        ("outbox", 100),
+        ("outbox", 120),
         ("inbox", 50),
         ("idempotency_keys", 0),
         ("webhook_deliveries", 0),
@@ -89,7 +116,13 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
     ];
     let dry = pruner.run_once(true).await.expect("dry run");
     assert_eq!(dry.rows, expected);
-    assert_eq!(dry.dropped_partitions.len(), 1);
+    let old_events = dry.dropped_partitions.last().cloned().unwrap_or_default();
+    assert!(old_events.starts_with("task_events_"), "{old_events}");
+    // Two days ago is empty, and goes too; yesterday has not ended a day ago.
+    assert_eq!(
+        dry.dropped_partitions,
+        [outbox_day(3), outbox_day(2), old_events.clone()]
+    );
     assert_eq!(
         scalar(&db, "SELECT count(*) FROM tasks").await,
         51,
@@ -113,7 +146,17 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
         "items go with their task, and only with it"
     );
     assert_eq!(scalar(&db, "SELECT count(*) FROM task_items").await, 1);
-    assert_eq!(scalar(&db, "SELECT count(*) FROM outbox").await, 15);
+    assert_eq!(scalar(&db, "SELECT count(*) FROM outbox").await, 16);
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM outbox WHERE published_at IS NULL OR published_at > now() - interval '1 hour'").await,
+        16,
+        "the unpublished, the late and the new rows stay"
+    );
+    assert_eq!(
+        report.dropped_partitions,
+        [outbox_day(6), outbox_day(3), outbox_day(2), old_events],
+        "the day a crashed run left detached, the published and the empty day, the old audit month"
+    );
     assert_eq!(scalar(&db, "SELECT count(*) FROM inbox").await, 5);
     assert_eq!(scalar(&db, "SELECT count(*) FROM ingests").await, 3);
     assert_eq!(
@@ -124,12 +167,22 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
         .await,
         0
     );
-    let partition: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-        .bind(&report.dropped_partitions[0])
-        .fetch_one(&db)
-        .await
-        .expect("regclass");
-    assert!(partition.is_none(), "the old partition was dropped whole");
+    for dropped in &report.dropped_partitions {
+        let partition: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(dropped)
+            .fetch_one(&db)
+            .await
+            .expect("regclass");
+        assert!(partition.is_none(), "{dropped} was dropped whole");
+    }
+    for kept in [outbox_day(5), outbox_day(4), outbox_day(1), outbox_day(0)] {
+        let partition: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(&kept)
+            .fetch_one(&db)
+            .await
+            .expect("regclass");
+        assert!(partition.is_some(), "{kept} holds rows to keep");
+    }
 
     let stats: (i64, i64, i64, i64, i64) = sqlx::query_as(
         "SELECT sum(tasks), sum(done), sum(done_on_time), sum(expired), sum(cancelled)
@@ -147,4 +200,44 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
     let again = pruner.run_once(false).await.expect("prune again");
     assert!(again.rows.iter().all(|(_, n)| *n == 0), "{:?}", again.rows);
     assert!(report.longest_statement > Duration::ZERO);
+}
+
+#[tokio::test]
+async fn partition_upkeep_makes_outbox_days_ahead_and_events_land_in_them() {
+    let (_, db) = common::fresh_database().await;
+    // The migration made two weeks; a missing day ahead is made again, once.
+    let in_ten_days = (chrono::Utc::now() + chrono::Duration::days(10))
+        .format("outbox_%Y_%m_%d")
+        .to_string();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE {in_ten_days}")))
+        .execute(&db)
+        .await
+        .expect("drop a day ahead");
+    let made = storeops::maintenance::ensure_partitions_ahead(&db)
+        .await
+        .expect("upkeep");
+    assert_eq!(made, (0, 1));
+    assert_eq!(
+        storeops::maintenance::ensure_partitions_ahead(&db)
+            .await
+            .expect("upkeep again"),
+        (0, 0)
+    );
+    // The application's ids are UUIDv7: each event lands in today's partition.
+    let mut conn = db.acquire().await.expect("conn");
+    let id = storeops::events::outbox::enqueue(&mut conn, "test.upkeep", &serde_json::json!({}))
+        .await
+        .expect("enqueue");
+    let (partition, day_of_id): (String, String) = sqlx::query_as(
+        "SELECT tableoid::regclass::text, uuid_v7_day(id)::text FROM outbox WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&db)
+    .await
+    .expect("partition");
+    assert_eq!(
+        partition,
+        chrono::Utc::now().format("outbox_%Y_%m_%d").to_string()
+    );
+    assert_eq!(day_of_id, chrono::Utc::now().format("%Y-%m-%d").to_string());
 }

@@ -15,5 +15,5 @@ SELECT t.id, t.store_id, r.code AS region, t.kind, t.source, t.title, t.descript
   FROM tasks t JOIN stores s ON s.id = t.store_id JOIN regions r ON r.id = s.region_id WHERE t.id = :id;
 INSERT INTO task_events (id, task_id, store_id, kind, actor, data)
   SELECT gen_random_uuid(), id, store_id, 'completed', 'bench', '{}' FROM tasks WHERE id = :id;
-INSERT INTO outbox (id, routing_key, payload, headers) VALUES (gen_random_uuid(), 'task.completed', '{"bench": true}', '{}');
+INSERT INTO outbox (id, routing_key, payload, headers) VALUES (uuid_v7(), 'task.completed', '{"bench": true}', '{}');
 COMMIT;

@@ -2,14 +2,17 @@
 //! traffic. Deletes go in small batches (each its own short transaction, under a
 //! statement timeout) with pauses between them, so they can stop and resume anywhere;
 //! the audit trail is pruned by dropping whole monthly partitions; daily statistics
-//! hold every task before it is deleted. `storeops prune [--dry-run]` runs it once;
-//! the scheduler's leader runs it hourly.
+//! hold every task before it is deleted; published outbox days are dropped whole.
+//! `storeops prune [--dry-run]` runs it once; the scheduler's leader runs it hourly.
+
+mod partitions;
 
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use sqlx::PgPool;
 
+pub use self::partitions::{Partitions, ensure_ahead as ensure_partitions_ahead};
 use crate::scheduler::{Job, JobError};
 
 #[derive(Debug, Clone)]
@@ -64,12 +67,17 @@ struct Rule {
 }
 
 const RULES: [Rule; 5] = [
+    // Published rows of outbox days that could not go whole (a row in them is still
+    // unpublished); newer days wait to be dropped whole. The bound prunes partitions.
     Rule {
         table: "outbox",
         age: |r| r.outbox,
-        count: "SELECT count(*) FROM outbox WHERE published_at < $1",
+        count: "SELECT count(*) FROM outbox WHERE published_at < $1
+                   AND id < uuid_v7_floor(($1 AT TIME ZONE 'UTC')::date)",
         delete: "DELETE FROM outbox WHERE id IN (
-                   SELECT id FROM outbox WHERE published_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                   SELECT id FROM outbox WHERE published_at < $1
+                      AND id < uuid_v7_floor(($1 AT TIME ZONE 'UTC')::date)
+                    LIMIT $2 FOR UPDATE SKIP LOCKED)",
     },
     Rule {
         table: "inbox",
@@ -169,6 +177,7 @@ impl Pruner {
             .await?
         };
         report.rows.push(("tasks", removed));
+        let outbox_days = self.outbox_days(dry_run, &mut report).await?;
         for rule in &RULES {
             let age = (rule.age)(&self.retention);
             let removed = if dry_run {
@@ -182,13 +191,21 @@ impl Pruner {
                 )
                 .await?
             };
-            report.rows.push((rule.table, removed));
+            // A dry run's count includes the days that would go whole.
+            let whole = if rule.table == "outbox" && !dry_run {
+                outbox_days
+            } else {
+                0
+            };
+            report.rows.push((rule.table, removed + whole));
         }
-        let (partitions, rows) = self
-            .old_partitions(cutoff(self.retention.task_events))
-            .await?;
-        if !dry_run {
-            for partition in &partitions {
+        let partitions =
+            partitions::old_task_event_partitions(&self.db, cutoff(self.retention.task_events))
+                .await?;
+        let mut rows = 0;
+        for partition in &partitions {
+            rows += partitions::count_rows(&self.db, partition).await?;
+            if !dry_run {
                 // The name comes from the catalog, not from input.
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "DROP TABLE IF EXISTS {partition}"
@@ -196,13 +213,41 @@ impl Pruner {
                 .execute(&self.db)
                 .await?;
             }
+        }
+        if !dry_run {
             metrics::PRUNED
                 .with_label_values(&["task_events"])
                 .inc_by(rows);
         }
         report.rows.push(("task_events", rows));
-        report.dropped_partitions = partitions;
+        report.dropped_partitions.extend(partitions);
         Ok(report)
+    }
+
+    /// Drops the outbox days that can go whole (finishing any an interrupted run left
+    /// detached); returns their rows (estimated). A dry run only lists them.
+    async fn outbox_days(&self, dry_run: bool, report: &mut PruneReport) -> Result<u64, JobError> {
+        let before = cutoff(self.retention.outbox);
+        if !dry_run {
+            report
+                .dropped_partitions
+                .extend(partitions::finish_interrupted(&self.db, before).await?);
+        }
+        let mut rows = 0;
+        for (day, estimate) in partitions::droppable_outbox_days(&self.db, before).await? {
+            if dry_run {
+                report.dropped_partitions.push(day);
+                continue;
+            }
+            let (dropped, took) = partitions::drop_outbox_day(&self.db, &day, before).await?;
+            report.longest_statement = report.longest_statement.max(took);
+            if dropped {
+                rows += estimate;
+                report.dropped_partitions.push(day);
+            }
+        }
+        metrics::PRUNED.with_label_values(&["outbox"]).inc_by(rows);
+        Ok(rows)
     }
 
     /// Deletes in batches, each its own short transaction, pausing in between.
@@ -246,33 +291,6 @@ impl Pruner {
             )
             .await;
         }
-    }
-
-    /// Monthly task_events partitions whose whole range is older than `before`, with
-    /// their row counts.
-    async fn old_partitions(
-        &self,
-        before: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(Vec<String>, u64), JobError> {
-        let names: Vec<String> = sqlx::query_scalar(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-              WHERE i.inhparent = 'task_events'::regclass
-                AND c.relname ~ '^task_events_[0-9]{4}_[0-9]{2}$'
-                AND (to_date(substr(c.relname, 13), 'YYYY_MM') + interval '1 month') <= $1
-              ORDER BY 1",
-        )
-        .bind(before)
-        .fetch_all(&self.db)
-        .await?;
-        let mut rows = 0;
-        for name in &names {
-            let n: i64 =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {name}")))
-                    .fetch_one(&self.db)
-                    .await?;
-            rows += u64::try_from(n).unwrap_or(0);
-        }
-        Ok((names, rows))
     }
 }
 

@@ -35,6 +35,9 @@ pub fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> RoleParts {
             escalation_delay: config.scheduler.escalation_delay,
         },
     );
+    jobs.push(std::sync::Arc::new(maintenance::Partitions {
+        db: db.clone(),
+    }));
     jobs.push(std::sync::Arc::new(maintenance::Pruner {
         db: db.clone(),
         retention: config.retention.clone(),

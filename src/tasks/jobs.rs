@@ -1,5 +1,5 @@
 //! The tasks module's scheduler jobs: overdue detection and escalation, expiry, the
-//! open/overdue state gauges, and audit-trail partition upkeep.
+//! open/overdue state gauges.
 
 use std::{sync::Arc, time::Duration};
 
@@ -38,7 +38,6 @@ pub fn jobs(db: &PgPool, config: &TaskJobsConfig) -> Vec<Arc<dyn Job>> {
             db: db.clone(),
             tick: config.tick.max(Duration::from_secs(5)),
         }),
-        Arc::new(Partitions { db: db.clone() }),
     ]
 }
 
@@ -262,34 +261,5 @@ impl Job for StateGauges {
     fn on_step_down(&self) {
         super::metrics::OPEN.reset();
         super::metrics::OVERDUE.reset();
-    }
-}
-
-/// Keeps monthly audit-trail partitions three months ahead.
-pub struct Partitions {
-    db: PgPool,
-}
-
-impl Job for Partitions {
-    fn name(&self) -> &'static str {
-        "partitions"
-    }
-
-    fn interval(&self) -> Duration {
-        Duration::from_secs(3600)
-    }
-
-    fn run(&self) -> BoxFuture<'_, Result<(), JobError>> {
-        Box::pin(async move {
-            let made: i32 = sqlx::query_scalar(
-                "SELECT task_events_ensure_partitions(current_date, (current_date + interval '3 months')::date)",
-            )
-            .fetch_one(&self.db)
-            .await?;
-            if made > 0 {
-                tracing::info!(partitions = made, "made task_events partitions ahead");
-            }
-            Ok(())
-        })
     }
 }
