@@ -350,7 +350,7 @@ impl Config {
                     * 3600,
                 webhook_deliveries: env.days("WEBHOOK_DELIVERIES_RETENTION_DAYS", 30)?,
                 ingests: env.days("INGESTS_RETENTION_DAYS", 30)?,
-                batch_size: env.parse_in("PRUNE_BATCH_SIZE", 5000, 100..=100_000)?,
+                batch_size: env.parse_in("PRUNE_BATCH_SIZE", 500, 100..=100_000)?,
                 pause: Duration::from_millis(env.parse_in("PRUNE_PAUSE_MS", 50, 0..=10_000)?),
                 duty_percent: env.parse_in("PRUNE_DUTY_PERCENT", 20, 1..=100)?,
             },

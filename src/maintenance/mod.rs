@@ -57,7 +57,10 @@ impl std::fmt::Display for PruneReport {
     }
 }
 
-/// One batched delete: `{keys}` selects up to $2 victims older than $1.
+/// One batched delete: removes up to $2 rows older than $1 and answers how many. The
+/// rows past retention are ones nothing writes any more, so the delete takes their
+/// locks itself: `FOR UPDATE` first would double the heap writes and the WAL that
+/// replicas replay, and a concurrent prune just waits for the batch and skips its rows.
 struct Rule {
     table: &'static str,
     /// The table's retention setting.
@@ -74,41 +77,54 @@ const RULES: [Rule; 5] = [
         age: |r| r.outbox,
         count: "SELECT count(*) FROM outbox WHERE published_at < $1
                    AND id < uuid_v7_floor(($1 AT TIME ZONE 'UTC')::date)",
-        delete: "DELETE FROM outbox WHERE id IN (
-                   SELECT id FROM outbox WHERE published_at < $1
-                      AND id < uuid_v7_floor(($1 AT TIME ZONE 'UTC')::date)
-                    LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        delete: "WITH gone AS (
+                 DELETE FROM outbox WHERE id IN (
+                     SELECT id FROM outbox WHERE published_at < $1
+                        AND id < uuid_v7_floor(($1 AT TIME ZONE 'UTC')::date)
+                      LIMIT $2)
+                 RETURNING 1)
+                 SELECT count(*) FROM gone",
     },
     Rule {
         table: "inbox",
         age: |r| r.inbox,
         count: "SELECT count(*) FROM inbox WHERE processed_at < $1",
-        delete: "DELETE FROM inbox WHERE (consumer_group, message_id) IN (
-                   SELECT consumer_group, message_id FROM inbox WHERE processed_at < $1 LIMIT $2
-                      FOR UPDATE SKIP LOCKED)",
+        delete: "WITH gone AS (
+                 DELETE FROM inbox WHERE (consumer_group, message_id) IN (
+                     SELECT consumer_group, message_id FROM inbox WHERE processed_at < $1 LIMIT $2)
+                 RETURNING 1)
+                 SELECT count(*) FROM gone",
     },
     Rule {
         table: "idempotency_keys",
         age: |r| r.idempotency_keys,
         count: "SELECT count(*) FROM idempotency_keys WHERE created_at < $1",
-        delete: "DELETE FROM idempotency_keys WHERE (subject, key) IN (
-                   SELECT subject, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2
-                      FOR UPDATE SKIP LOCKED)",
+        delete: "WITH gone AS (
+                 DELETE FROM idempotency_keys WHERE (subject, key) IN (
+                     SELECT subject, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)
+                 RETURNING 1)
+                 SELECT count(*) FROM gone",
     },
     Rule {
         table: "webhook_deliveries",
         age: |r| r.webhook_deliveries,
         count: "SELECT count(*) FROM webhook_deliveries WHERE created_at < $1",
-        delete: "DELETE FROM webhook_deliveries WHERE id IN (
-                   SELECT id FROM webhook_deliveries WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        delete: "WITH gone AS (
+                 DELETE FROM webhook_deliveries WHERE id IN (
+                     SELECT id FROM webhook_deliveries WHERE created_at < $1 LIMIT $2)
+                 RETURNING 1)
+                 SELECT count(*) FROM gone",
     },
     Rule {
         table: "ingests",
         age: |r| r.ingests,
         count: "SELECT count(*) FROM ingests WHERE received_at < $1 AND status IN ('done', 'failed')",
-        delete: "DELETE FROM ingests WHERE id IN (
-                   SELECT id FROM ingests WHERE received_at < $1 AND status IN ('done', 'failed')
-                    LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        delete: "WITH gone AS (
+                 DELETE FROM ingests WHERE id IN (
+                     SELECT id FROM ingests WHERE received_at < $1 AND status IN ('done', 'failed')
+                      LIMIT $2)
+                 RETURNING 1)
+                 SELECT count(*) FROM gone",
     },
 ];
 
@@ -122,7 +138,6 @@ const PRUNE_TASKS: &str = "
           FROM tasks t JOIN stores s ON s.id = t.store_id
          WHERE t.status IN ('done', 'cancelled', 'expired') AND t.updated_at < $1
          ORDER BY t.updated_at LIMIT $2
-         FOR UPDATE OF t SKIP LOCKED
     ), days AS (
         SELECT DISTINCT store_id, day FROM doomed
     ), unseen AS (
@@ -133,12 +148,18 @@ const PRUNE_TASKS: &str = "
         UPDATE daily_store_stats x SET final = true
           FROM days d
          WHERE x.store_id = d.store_id AND x.day = d.day AND NOT x.final
+    ), gone AS (
+        -- Referencing `unseen` makes it run before the rows go. No `FOR UPDATE` (see
+        -- `Rule`); the predicate is checked again, for a task changed meanwhile.
+        DELETE FROM tasks WHERE id IN (SELECT id FROM doomed)
+           AND status IN ('done', 'cancelled', 'expired') AND updated_at < $1
+           AND (SELECT count(*) FROM unseen) >= 0
+        RETURNING id
     ), items AS (
         -- Relabel items carry no foreign key (bulk writes); they go with their task.
-        DELETE FROM task_items WHERE task_id IN (SELECT id FROM doomed)
+        DELETE FROM task_items WHERE task_id IN (SELECT id FROM gone)
     )
-    -- Referencing `unseen` makes it run before the rows go.
-    DELETE FROM tasks WHERE id IN (SELECT id FROM doomed) AND (SELECT count(*) FROM unseen) >= 0";
+    SELECT count(*) FROM gone";
 
 /// How long pruning waits for the statistics to catch up before it deletes tasks.
 const STATS_BUDGET: Duration = Duration::from_secs(120);
@@ -262,19 +283,16 @@ impl Pruner {
         loop {
             let mut tx = self.db.begin().await?;
             // A batch that cannot finish quickly is cut short rather than block others.
-            sqlx::query("SET LOCAL statement_timeout = '5s'")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("SET LOCAL lock_timeout = '1s'")
+            sqlx::raw_sql("SET LOCAL statement_timeout = '5s'; SET LOCAL lock_timeout = '1s'")
                 .execute(&mut *tx)
                 .await?;
             let started = std::time::Instant::now();
-            let deleted = sqlx::query(sql)
+            let deleted: i64 = sqlx::query_scalar(sql)
                 .bind(before)
                 .bind(self.retention.batch_size)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                .fetch_one(&mut *tx)
+                .await?;
+            let deleted = u64::try_from(deleted).unwrap_or(0);
             *longest = (*longest).max(started.elapsed());
             tx.commit().await?;
             total += deleted;
