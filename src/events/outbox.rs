@@ -77,28 +77,43 @@ pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<PendingEve
     .await
 }
 
+/// The smallest and largest of `ids`. The outbox is partitioned by id range (UUIDv7,
+/// by day), and PostgreSQL cannot prune partitions from `id = ANY($1)` in a generic
+/// plan, so the marks also say `id BETWEEN` these: a batch touches one or two days'
+/// partitions instead of probing every one.
+fn span(ids: &[Uuid]) -> Option<(Uuid, Uuid)> {
+    Some((*ids.iter().min()?, *ids.iter().max()?))
+}
+
 pub async fn mark_published(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::Error> {
-    if ids.is_empty() {
+    let Some((first, last)) = span(ids) else {
         return Ok(());
-    }
-    sqlx::query("UPDATE outbox SET published_at = clock_timestamp(), attempts = attempts + 1 WHERE id = ANY($1)")
-        .bind(ids)
-        .execute(conn)
-        .await
-        .map(drop)
+    };
+    sqlx::query(
+        "UPDATE outbox SET published_at = clock_timestamp(), attempts = attempts + 1
+          WHERE id = ANY($1) AND id BETWEEN $2 AND $3",
+    )
+    .bind(ids)
+    .bind(first)
+    .bind(last)
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 /// The broker returned these as unroutable: kept, marked, never retried blindly.
 pub async fn mark_returned(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::Error> {
-    if ids.is_empty() {
+    let Some((first, last)) = span(ids) else {
         return Ok(());
-    }
+    };
     sqlx::query(
         "UPDATE outbox SET published_at = clock_timestamp(), returned_at = clock_timestamp(),
                 attempts = attempts + 1, last_error = 'unroutable: no queue is bound to this routing key'
-          WHERE id = ANY($1)",
+          WHERE id = ANY($1) AND id BETWEEN $2 AND $3",
     )
     .bind(ids)
+    .bind(first)
+    .bind(last)
     .execute(conn)
     .await
     .map(drop)
@@ -110,16 +125,18 @@ pub async fn mark_failed(
     ids: &[Uuid],
     error: &str,
 ) -> Result<(), sqlx::Error> {
-    if ids.is_empty() {
+    let Some((first, last)) = span(ids) else {
         return Ok(());
-    }
+    };
     sqlx::query(
         "UPDATE outbox SET attempts = attempts + 1, last_error = $2,
                 next_attempt_at = clock_timestamp() + least(interval '1 second' * power(2, attempts), interval '5 minutes')
-          WHERE id = ANY($1)",
+          WHERE id = ANY($1) AND id BETWEEN $3 AND $4",
     )
     .bind(ids)
     .bind(error)
+    .bind(first)
+    .bind(last)
     .execute(conn)
     .await
     .map(drop)
