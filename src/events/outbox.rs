@@ -77,46 +77,48 @@ pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<PendingEve
     .await
 }
 
-/// The smallest and largest of `ids`. The outbox is partitioned by id range (UUIDv7,
-/// by day), and PostgreSQL cannot prune partitions from `id = ANY($1)` in a generic
-/// plan, so the marks also say `id BETWEEN` these: a batch touches one or two days'
-/// partitions instead of probing every one.
-fn span(ids: &[Uuid]) -> Option<(Uuid, Uuid)> {
-    Some((*ids.iter().min()?, *ids.iter().max()?))
+/// Runs a mark: `sql` sets columns `WHERE id = ANY($1) AND id BETWEEN $2 AND $3`, with
+/// `$4` = `error` when given. The outbox is partitioned by id range (UUIDv7, by day)
+/// and PostgreSQL cannot prune partitions from `id = ANY($1)` in a generic plan, so
+/// the batch's first and last id bound it to one or two days' partitions.
+async fn mark(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    ids: &[Uuid],
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let (Some(first), Some(last)) = (ids.iter().min(), ids.iter().max()) else {
+        return Ok(());
+    };
+    let mut query = sqlx::query(sql).bind(ids).bind(first).bind(last);
+    if let Some(error) = error {
+        query = query.bind(error);
+    }
+    query.execute(conn).await.map(drop)
 }
 
 pub async fn mark_published(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::Error> {
-    let Some((first, last)) = span(ids) else {
-        return Ok(());
-    };
-    sqlx::query(
+    mark(
+        conn,
         "UPDATE outbox SET published_at = clock_timestamp(), attempts = attempts + 1
           WHERE id = ANY($1) AND id BETWEEN $2 AND $3",
+        ids,
+        None,
     )
-    .bind(ids)
-    .bind(first)
-    .bind(last)
-    .execute(conn)
     .await
-    .map(drop)
 }
 
 /// The broker returned these as unroutable: kept, marked, never retried blindly.
 pub async fn mark_returned(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::Error> {
-    let Some((first, last)) = span(ids) else {
-        return Ok(());
-    };
-    sqlx::query(
+    mark(
+        conn,
         "UPDATE outbox SET published_at = clock_timestamp(), returned_at = clock_timestamp(),
                 attempts = attempts + 1, last_error = 'unroutable: no queue is bound to this routing key'
           WHERE id = ANY($1) AND id BETWEEN $2 AND $3",
+        ids,
+        None,
     )
-    .bind(ids)
-    .bind(first)
-    .bind(last)
-    .execute(conn)
     .await
-    .map(drop)
 }
 
 /// The broker refused these (nack) or the publish failed: try again after a backoff.
@@ -125,21 +127,15 @@ pub async fn mark_failed(
     ids: &[Uuid],
     error: &str,
 ) -> Result<(), sqlx::Error> {
-    let Some((first, last)) = span(ids) else {
-        return Ok(());
-    };
-    sqlx::query(
-        "UPDATE outbox SET attempts = attempts + 1, last_error = $2,
+    mark(
+        conn,
+        "UPDATE outbox SET attempts = attempts + 1, last_error = $4,
                 next_attempt_at = clock_timestamp() + least(interval '1 second' * power(2, attempts), interval '5 minutes')
-          WHERE id = ANY($1) AND id BETWEEN $3 AND $4",
+          WHERE id = ANY($1) AND id BETWEEN $2 AND $3",
+        ids,
+        Some(error),
     )
-    .bind(ids)
-    .bind(error)
-    .bind(first)
-    .bind(last)
-    .execute(conn)
     .await
-    .map(drop)
 }
 
 /// Pending count and the age of the oldest pending event, for the gauges.
