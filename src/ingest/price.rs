@@ -295,11 +295,7 @@ async fn apply(
     }
     touched.sort_unstable();
     touched.dedup();
-    let emptied = if touched.is_empty() {
-        Vec::new()
-    } else {
-        repo::emptied_open_tasks(tx, &touched).await?
-    };
+    let emptied = repo::emptied_open_tasks(tx, &touched).await?;
     for task in &emptied {
         cancel_superseded(tx, *task, ingest_id).await?;
     }

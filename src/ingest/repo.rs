@@ -481,6 +481,10 @@ pub async fn emptied_open_tasks(
     conn: &mut PgConnection,
     tasks: &[TaskId],
 ) -> Result<Vec<TaskId>, sqlx::Error> {
+    if tasks.is_empty() {
+        // Most chunks supersede nothing: no round trip for them.
+        return Ok(Vec::new());
+    }
     sqlx::query_scalar(
         "SELECT t.id FROM tasks t
           WHERE t.id = ANY($1) AND t.status IN ('open', 'in_progress')

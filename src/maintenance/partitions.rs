@@ -212,6 +212,9 @@ pub async fn finish_interrupted(
     .fetch_all(db)
     .await?;
     let mut dropped = Vec::new();
+    if left.is_empty() {
+        return Ok(dropped);
+    }
     let mut conn = db.acquire().await?;
     for (day, pending) in left {
         if pending {

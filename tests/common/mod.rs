@@ -57,10 +57,8 @@ async fn template_database() -> String {
         });
     // Dated: migrations make partitions relative to today (the audit trail's months,
     // the outbox's days), so a template from another day would not match the clock.
-    let name = format!(
-        "storeops_tmpl_{fingerprint:016x}_{}",
-        chrono::Utc::now().format("%Y%m%d")
-    );
+    let today = chrono::Utc::now().format("%Y%m%d").to_string();
+    let name = format!("storeops_tmpl_{fingerprint:016x}_{today}");
     let mut admin = PgConnection::connect(&database_url())
         .await
         .expect("connect to the primary");
@@ -76,11 +74,13 @@ async fn template_database() -> String {
             .await
             .expect("query pg_database");
     if !exists {
-        // Earlier templates (other days, other migrations) go; one in use stays.
+        // Templates of earlier days go (one in use stays); today's of other migration
+        // sets stay, as another checkout may be building or cloning one right now.
         let stale: Vec<String> = sqlx::query_scalar(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'storeops\\_tmpl\\_%' AND datname <> $1",
+            "SELECT datname FROM pg_database
+              WHERE datname LIKE 'storeops\\_tmpl\\_%' AND datname NOT LIKE ('%\\_' || $1 || '%')",
         )
-        .bind(&name)
+        .bind(&today)
         .fetch_all(&mut admin)
         .await
         .expect("list templates");
