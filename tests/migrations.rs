@@ -13,12 +13,17 @@ async fn schema_objects(pool: &sqlx::PgPool) -> Vec<String> {
             AND c.relname NOT LIKE '\\_sqlx\\_migrations%'
           UNION ALL
          SELECT 'type:' || t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-          WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd') 
+          WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd')
           UNION ALL
          SELECT 'constraint:' || c.conrelid::regclass::text || '.' || c.conname FROM pg_constraint c
            JOIN pg_namespace n ON n.oid = c.connamespace
           WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
             AND c.conrelid::regclass::text NOT LIKE '\\_sqlx\\_migrations%'
+          UNION ALL
+         SELECT 'options:' || c.relname || '=' || array_to_string(c.reloptions, ',') FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+            AND c.reloptions IS NOT NULL
           UNION ALL
          SELECT 'schema:' || nspname FROM pg_namespace
           WHERE nspname NOT IN ('public', 'pg_catalog', 'information_schema', 'pg_toast')

@@ -5,6 +5,7 @@
 //! hold every task before it is deleted; published outbox days are dropped whole.
 //! `storeops prune [--dry-run]` runs it once; the scheduler's leader runs it hourly.
 
+mod closed_tasks;
 mod partitions;
 
 use std::time::Duration;
@@ -128,38 +129,13 @@ const RULES: [Rule; 5] = [
     },
 ];
 
-/// Closed tasks past retention. Their days' statistics exist already (the statistics
-/// job keeps them current; a day it has not seen, say from a backdated load, is
-/// summarised here first) and are marked `final`, so they are never recomputed from
-/// the tasks that are left.
-const PRUNE_TASKS: &str = "
-    WITH doomed AS (
-        SELECT t.id, t.store_id, (t.due_at AT TIME ZONE s.time_zone)::date AS day
-          FROM tasks t JOIN stores s ON s.id = t.store_id
-         WHERE t.status IN ('done', 'cancelled', 'expired') AND t.updated_at < $1
-         ORDER BY t.updated_at LIMIT $2
-    ), days AS (
-        SELECT DISTINCT store_id, day FROM doomed
-    ), unseen AS (
-        SELECT refresh_daily_store_stats(array_agg(d.store_id), array_agg(d.day), true) AS rows
-          FROM days d
-         WHERE NOT EXISTS (SELECT 1 FROM daily_store_stats x WHERE x.store_id = d.store_id AND x.day = d.day)
-    ), finalised AS (
-        UPDATE daily_store_stats x SET final = true
-          FROM days d
-         WHERE x.store_id = d.store_id AND x.day = d.day AND NOT x.final
-    ), gone AS (
-        -- Referencing `unseen` makes it run before the rows go. No `FOR UPDATE` (see
-        -- `Rule`); the predicate is checked again, for a task changed meanwhile.
-        DELETE FROM tasks WHERE id IN (SELECT id FROM doomed)
-           AND status IN ('done', 'cancelled', 'expired') AND updated_at < $1
-           AND (SELECT count(*) FROM unseen) >= 0
-        RETURNING id
-    ), items AS (
-        -- Relabel items carry no foreign key (bulk writes); they go with their task.
-        DELETE FROM task_items WHERE task_id IN (SELECT id FROM gone)
-    )
-    SELECT count(*) FROM gone";
+/// What one batch of a table does.
+enum Batch<'a> {
+    /// A rule's statement: binds the cutoff and the batch size, answers the rows gone.
+    Sql(&'static str),
+    /// Closed tasks, statistics first (the days made final are remembered per run).
+    ClosedTasks(&'a mut closed_tasks::FinalDays),
+}
 
 /// How long pruning waits for the statistics to catch up before it deletes tasks.
 const STATS_BUDGET: Duration = Duration::from_secs(120);
@@ -191,7 +167,7 @@ impl Pruner {
             crate::reporting::stats::catch_up(&self.db, STATS_BUDGET).await?;
             self.batched(
                 "tasks",
-                PRUNE_TASKS,
+                Batch::ClosedTasks(&mut closed_tasks::FinalDays::default()),
                 tasks_cutoff,
                 &mut report.longest_statement,
             )
@@ -206,7 +182,7 @@ impl Pruner {
             } else {
                 self.batched(
                     rule.table,
-                    rule.delete,
+                    Batch::Sql(rule.delete),
                     cutoff(age),
                     &mut report.longest_statement,
                 )
@@ -275,7 +251,7 @@ impl Pruner {
     async fn batched(
         &self,
         table: &'static str,
-        sql: &'static str,
+        mut batch: Batch<'_>,
         before: chrono::DateTime<chrono::Utc>,
         longest: &mut Duration,
     ) -> Result<u64, JobError> {
@@ -287,12 +263,25 @@ impl Pruner {
                 .execute(&mut *tx)
                 .await?;
             let started = std::time::Instant::now();
-            let deleted: i64 = sqlx::query_scalar(sql)
-                .bind(before)
-                .bind(self.retention.batch_size)
-                .fetch_one(&mut *tx)
-                .await?;
-            let deleted = u64::try_from(deleted).unwrap_or(0);
+            let deleted = match &mut batch {
+                Batch::Sql(sql) => {
+                    let deleted: i64 = sqlx::query_scalar(*sql)
+                        .bind(before)
+                        .bind(self.retention.batch_size)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    u64::try_from(deleted).unwrap_or(0)
+                }
+                Batch::ClosedTasks(final_days) => {
+                    closed_tasks::prune_batch(
+                        &mut tx,
+                        before,
+                        self.retention.batch_size,
+                        final_days,
+                    )
+                    .await?
+                }
+            };
             *longest = (*longest).max(started.elapsed());
             tx.commit().await?;
             total += deleted;

@@ -1,0 +1,1 @@
+ALTER TABLE daily_store_stats RESET (fillfactor);
