@@ -1,9 +1,13 @@
 //! Closed tasks past retention, deleted a batch at a time. Their days' statistics must
 //! hold them first: each (store, local day) a batch touches gets its statistics written
 //! if the statistics job never saw it (say, a backdated load), and marked `final`, so it
-//! is never recomputed from the tasks that are left. A run remembers the days it has
-//! made final, so once a day's first batch has passed, a batch is one indexed read and
-//! one delete: the statistics lookups were most of a batch's time and WAL.
+//! is never recomputed from the tasks that are left.
+//!
+//! A run walks the closed tasks in (updated_at, id) order and each batch continues after
+//! the last task of the one before: restarting at the index's head would step over every
+//! entry deleted so far that is not yet removable, so each batch would cost more than the
+//! last. A run also remembers the days it has made final, so once a day's first batch
+//! has passed, a batch is one indexed read and one delete.
 
 use std::collections::HashSet;
 
@@ -13,19 +17,37 @@ use sqlx::PgConnection;
 use crate::stores::StoreId;
 use crate::tasks::TaskId;
 
-/// (store, local day) pairs whose statistics this run has made final.
+/// Where a run has got to: the last task it deleted (or skipped) and the (store, local
+/// day) pairs whose statistics it has made final.
 #[derive(Default)]
-pub(super) struct FinalDays(HashSet<(StoreId, NaiveDate)>);
+pub(super) struct RunProgress {
+    after: Option<(DateTime<Utc>, TaskId)>,
+    final_days: HashSet<(StoreId, NaiveDate)>,
+}
 
 /// A first run over years of backlog could touch a million store-days; past this many
 /// the memory is dropped and days are checked again (marking a final day is a no-op).
 const MAX_REMEMBERED: usize = 200_000;
 
-const DOOMED: &str = "
-    SELECT t.id, t.store_id, (t.due_at AT TIME ZONE s.time_zone)::date
-      FROM tasks t JOIN stores s ON s.id = t.store_id
-     WHERE t.status IN ('done', 'cancelled', 'expired') AND t.updated_at < $1
-     ORDER BY t.updated_at LIMIT $2";
+/// The batch is limited before the join, so the planner may hash the stores once
+/// rather than probe them per task.
+macro_rules! doomed {
+    ($after:literal) => {
+        concat!(
+            "WITH doomed AS (
+                 SELECT id, store_id, due_at, updated_at FROM tasks
+                  WHERE status IN ('done', 'cancelled', 'expired') AND updated_at < $1 ",
+            $after,
+            " ORDER BY updated_at, id LIMIT $2
+             )
+             SELECT d.id, d.store_id, (d.due_at AT TIME ZONE s.time_zone)::date, d.updated_at
+               FROM doomed d JOIN stores s ON s.id = d.store_id
+              ORDER BY d.updated_at, d.id"
+        )
+    };
+}
+const DOOMED_FIRST: &str = doomed!("");
+const DOOMED_AFTER: &str = doomed!("AND (updated_at, id) > ($3, $4)");
 
 /// Days without statistics are summarised as final; the others are marked final. The
 /// two sets are disjoint, so the insert and the update never meet on a row.
@@ -56,27 +78,34 @@ const DELETE: &str = "
     )
     SELECT count(*) FROM gone";
 
-/// Deletes up to `limit` closed tasks last changed before `before`, statistics first;
-/// answers how many went. Runs inside the caller's transaction: a failure rolls the
-/// marks back with the deletes, and ends the run (and with it what `final_days` holds).
+/// Deletes the next `limit` closed tasks last changed before `before`, statistics
+/// first; answers how many it read (fewer than `limit`: the run is done) and how many
+/// went. Runs inside the caller's transaction: a failure rolls the marks back with the
+/// deletes and ends the run, and with it `progress`.
 pub(super) async fn prune_batch(
     conn: &mut PgConnection,
     before: DateTime<Utc>,
     limit: i64,
-    final_days: &mut FinalDays,
-) -> Result<u64, sqlx::Error> {
-    let doomed: Vec<(TaskId, StoreId, NaiveDate)> = sqlx::query_as(DOOMED)
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&mut *conn)
-        .await?;
-    if doomed.is_empty() {
-        return Ok(0);
+    progress: &mut RunProgress,
+) -> Result<(u64, u64), sqlx::Error> {
+    let sql = if progress.after.is_some() {
+        DOOMED_AFTER
+    } else {
+        DOOMED_FIRST
+    };
+    let mut query = sqlx::query_as(sql).bind(before).bind(limit);
+    if let Some((updated_at, id)) = progress.after {
+        query = query.bind(updated_at).bind(id);
     }
+    let doomed: Vec<(TaskId, StoreId, NaiveDate, DateTime<Utc>)> =
+        query.fetch_all(&mut *conn).await?;
+    let Some(&(last_id, _, _, last_updated_at)) = doomed.last() else {
+        return Ok((0, 0));
+    };
     let mut fresh = HashSet::new();
     let (mut stores, mut days) = (Vec::new(), Vec::new());
-    for &(_, store, day) in &doomed {
-        if !final_days.0.contains(&(store, day)) && fresh.insert((store, day)) {
+    for &(_, store, day, _) in &doomed {
+        if !progress.final_days.contains(&(store, day)) && fresh.insert((store, day)) {
             stores.push(store);
             days.push(day);
         }
@@ -87,10 +116,10 @@ pub(super) async fn prune_batch(
             .bind(&days)
             .execute(&mut *conn)
             .await?;
-        if final_days.0.len() + fresh.len() > MAX_REMEMBERED {
-            final_days.0.clear();
+        if progress.final_days.len() + fresh.len() > MAX_REMEMBERED {
+            progress.final_days.clear();
         }
-        final_days.0.extend(fresh);
+        progress.final_days.extend(fresh);
     }
     let ids: Vec<TaskId> = doomed.iter().map(|&(id, ..)| id).collect();
     let deleted: i64 = sqlx::query_scalar(DELETE)
@@ -98,5 +127,7 @@ pub(super) async fn prune_batch(
         .bind(before)
         .fetch_one(&mut *conn)
         .await?;
-    Ok(u64::try_from(deleted).unwrap_or(0))
+    progress.after = Some((last_updated_at, last_id));
+    let read = u64::try_from(doomed.len()).unwrap_or(u64::MAX);
+    Ok((read, u64::try_from(deleted).unwrap_or(0)))
 }

@@ -133,8 +133,9 @@ const RULES: [Rule; 5] = [
 enum Batch<'a> {
     /// A rule's statement: binds the cutoff and the batch size, answers the rows gone.
     Sql(&'static str),
-    /// Closed tasks, statistics first (the days made final are remembered per run).
-    ClosedTasks(&'a mut closed_tasks::FinalDays),
+    /// Closed tasks, statistics first; the run's position and the days it made final
+    /// carry from batch to batch.
+    ClosedTasks(&'a mut closed_tasks::RunProgress),
 }
 
 /// How long pruning waits for the statistics to catch up before it deletes tasks.
@@ -167,7 +168,7 @@ impl Pruner {
             crate::reporting::stats::catch_up(&self.db, STATS_BUDGET).await?;
             self.batched(
                 "tasks",
-                Batch::ClosedTasks(&mut closed_tasks::FinalDays::default()),
+                Batch::ClosedTasks(&mut closed_tasks::RunProgress::default()),
                 tasks_cutoff,
                 &mut report.longest_statement,
             )
@@ -263,30 +264,28 @@ impl Pruner {
                 .execute(&mut *tx)
                 .await?;
             let started = std::time::Instant::now();
-            let deleted = match &mut batch {
+            // Rows the batch took up and rows it deleted: a rule deletes what it reads;
+            // a closed task changed meanwhile is read but stays.
+            let (read, deleted) = match &mut batch {
                 Batch::Sql(sql) => {
                     let deleted: i64 = sqlx::query_scalar(*sql)
                         .bind(before)
                         .bind(self.retention.batch_size)
                         .fetch_one(&mut *tx)
                         .await?;
-                    u64::try_from(deleted).unwrap_or(0)
+                    let deleted = u64::try_from(deleted).unwrap_or(0);
+                    (deleted, deleted)
                 }
-                Batch::ClosedTasks(final_days) => {
-                    closed_tasks::prune_batch(
-                        &mut tx,
-                        before,
-                        self.retention.batch_size,
-                        final_days,
-                    )
-                    .await?
+                Batch::ClosedTasks(progress) => {
+                    closed_tasks::prune_batch(&mut tx, before, self.retention.batch_size, progress)
+                        .await?
                 }
             };
             *longest = (*longest).max(started.elapsed());
             tx.commit().await?;
             total += deleted;
             metrics::PRUNED.with_label_values(&[table]).inc_by(deleted);
-            if deleted < u64::try_from(self.retention.batch_size).unwrap_or(u64::MAX) {
+            if read < u64::try_from(self.retention.batch_size).unwrap_or(u64::MAX) {
                 return Ok(total);
             }
             // Throttle to the duty cycle: rest long enough after each batch that pruning
