@@ -5,6 +5,7 @@ mod idempotency;
 pub mod jobs;
 pub mod repo;
 mod routes;
+mod summary_json;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -38,17 +39,42 @@ macro_rules! string_enum {
             }
 
             pub fn parse(raw: &str) -> Result<Self, $crate::error::ApiError> {
-                match raw {
-                    $($text => Ok($ty::$variant),)+
-                    other => Err($crate::error::ApiError::Internal(anyhow::anyhow!(
+                Self::from_param(raw).ok_or_else(|| {
+                    $crate::error::ApiError::Internal(anyhow::anyhow!(
                         concat!("unknown ", stringify!($ty), " {:?} in the database"),
-                        other
-                    ))),
-                }
+                        raw
+                    ))
+                })
             }
 
             pub fn from_param(raw: &str) -> Option<Self> {
-                Self::ALL.iter().copied().find(|v| v.as_str() == raw)
+                match raw {
+                    $($text => Some($ty::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        /// Read straight from a text column: no `String` per row on hot lists.
+        impl sqlx::Type<sqlx::Postgres> for $ty {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+
+            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $ty {
+            fn decode(
+                value: sqlx::postgres::PgValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let raw = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+                Self::from_param(raw).ok_or_else(|| {
+                    format!(concat!("unknown ", stringify!($ty), " {:?} in the database"), raw)
+                        .into()
+                })
             }
         }
     };

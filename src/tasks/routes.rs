@@ -26,7 +26,7 @@ use crate::{
     events::outbox,
     http::{
         AppState,
-        extract::{Json, Path, Query},
+        extract::{Json, JsonBytes, Path, Query},
         pagination::{Page, PageRequest},
     },
     stores::{RegionCode, ScopedStore, StaffId, StoreId},
@@ -80,8 +80,9 @@ pub struct TaskDto {
     pub version: i32,
 }
 
-/// A task in the store task list; `GET /tasks/{id}` has the rest.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// A task in the store task list; `GET /tasks/{id}` has the rest. The list writes it
+/// with `summary_json` (byte for byte what this derive writes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaskSummaryDto {
     pub id: TaskId,
     pub store_id: StoreId,
@@ -100,15 +101,13 @@ pub struct TaskSummaryDto {
     pub version: i32,
 }
 
-impl TryFrom<repo::TaskSummaryRow> for TaskSummaryDto {
-    type Error = ApiError;
-
-    fn try_from(row: repo::TaskSummaryRow) -> Result<Self, ApiError> {
-        Ok(Self {
-            kind: TaskKind::parse(&row.kind)?,
-            source: TaskSource::parse(&row.source)?,
-            status: TaskStatus::parse(&row.status)?,
-            priority: Priority::parse(&row.priority)?,
+impl From<repo::TaskSummaryRow> for TaskSummaryDto {
+    fn from(row: repo::TaskSummaryRow) -> Self {
+        Self {
+            kind: row.kind,
+            source: row.source,
+            status: row.status,
+            priority: row.priority,
             id: row.id,
             store_id: row.store_id,
             title: row.title,
@@ -119,7 +118,7 @@ impl TryFrom<repo::TaskSummaryRow> for TaskSummaryDto {
             campaign_id: row.campaign_id,
             completed_at: row.completed_at,
             version: row.row_version,
-        })
+        }
     }
 }
 
@@ -260,7 +259,7 @@ async fn list_store_tasks(
     ScopedStore { store, .. }: ScopedStore,
     State(db): State<PgPool>,
     Query(query): Query<TaskListQuery>,
-) -> Result<Json<Page<TaskSummaryDto>>, ApiError> {
+) -> Result<JsonBytes, ApiError> {
     let page = PageRequest::<(DateTime<Utc>, TaskId)>::parse(query.cursor.as_deref(), query.limit)?;
     let mut errors = Vec::new();
     let statuses = query.status.as_deref().map(|list| {
@@ -291,15 +290,10 @@ async fn list_store_tasks(
         due_before: query.due_before,
     };
     let rows = repo::list_for_store(&db, store.id, &filter, page.after, page.fetch_limit()).await?;
-    let page = page.page(rows, |row| (row.due_at, row.id));
-    Ok(Json(Page {
-        items: page
-            .items
-            .into_iter()
-            .map(TaskSummaryDto::try_from)
-            .collect::<Result<_, _>>()?,
-        next_cursor: page.next_cursor,
-    }))
+    let page = page
+        .page(rows, |row| (row.due_at, row.id))
+        .map(TaskSummaryDto::from);
+    Ok(JsonBytes(super::summary_json::page(&page)))
 }
 
 // ---------------------------------------------------------------- create
