@@ -13,6 +13,7 @@ use axum::{
     routing::get,
 };
 use sqlx::PgPool;
+use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -118,19 +119,25 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
     )
     .fallback(|| async { StatusCode::NOT_FOUND })
     .with_state(state)
-    // Listed innermost first: the request id is set before the span is made, and every
-    // error, including a timeout or a panic, is turned into problem+json last.
-    .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
-    .layer(TimeoutLayer::with_status_code(
-        StatusCode::SERVICE_UNAVAILABLE,
-        limits.request_timeout,
-    ))
-    .layer(CatchPanicLayer::custom(middleware::panic_response))
-    .layer(axum::middleware::from_fn(
-        middleware::problem_for_bare_errors,
-    ))
-    .layer(axum::middleware::from_fn(middleware::track_metrics))
-    .layer(PropagateRequestIdLayer::new(request_id.clone()))
-    .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
-    .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+    // One layer for the whole stack, listed outermost first: the request id is set
+    // before the span is made, and every error, including a timeout or a panic, is
+    // turned into problem+json last. (Each `Router::layer` call boxes every route once
+    // more, and each boxed level is cloned for every request below it: eight calls cost
+    // ~60 clones a request, a tenth of the store task list's CPU.)
+    .layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(axum::middleware::from_fn(middleware::track_metrics))
+            .layer(axum::middleware::from_fn(
+                middleware::problem_for_bare_errors,
+            ))
+            .layer(CatchPanicLayer::custom(middleware::panic_response))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                limits.request_timeout,
+            ))
+            .layer(DefaultBodyLimit::max(limits.body_limit_bytes)),
+    )
 }
