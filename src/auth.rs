@@ -157,6 +157,40 @@ pub enum AuthError {
 pub struct JwtVerifier {
     key: DecodingKey,
     validation: Validation,
+    verified: VerifiedTokens,
+}
+
+/// How many seconds past `exp` a token is still accepted (clock skew).
+const LEEWAY_SECONDS: u64 = 30;
+
+/// Tokens this process has verified, by their exact text, until they expire. The mobile
+/// app sends one token for hours; checking its signature again on every request cost
+/// more than the rest of a store task list request with HS256, and RS256 or ES256
+/// verification in production costs several times that. A token's text decides its
+/// verification completely (the key never changes while the process runs), so a hit
+/// only re-checks the expiry. Only valid tokens enter; the map is bounded by emptying
+/// it when full, which only costs the next requests a verification each.
+#[derive(Default)]
+struct VerifiedTokens(std::sync::RwLock<std::collections::HashMap<Box<str>, (Principal, i64)>>);
+
+const MAX_VERIFIED_TOKENS: usize = 10_000;
+
+impl VerifiedTokens {
+    fn get(&self, token: &str, now: i64) -> Option<Principal> {
+        let entries = self.0.read().ok()?;
+        let (principal, exp) = entries.get(token)?;
+        let leeway = i64::try_from(LEEWAY_SECONDS).unwrap_or(0);
+        (*exp >= now - leeway).then(|| principal.clone())
+    }
+
+    fn insert(&self, token: &str, principal: &Principal, exp: i64) {
+        if let Ok(mut entries) = self.0.write() {
+            if entries.len() >= MAX_VERIFIED_TOKENS {
+                entries.clear();
+            }
+            entries.insert(token.into(), (principal.clone(), exp));
+        }
+    }
 }
 
 impl JwtVerifier {
@@ -185,12 +219,20 @@ impl JwtVerifier {
         };
         // Exactly one algorithm: a token cannot pick its own (no `none`, no HS/RS confusion).
         let mut validation = Validation::new(algorithm);
-        validation.leeway = 30;
+        validation.leeway = LEEWAY_SECONDS;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Ok(Self { key, validation })
+        Ok(Self {
+            key,
+            validation,
+            verified: VerifiedTokens::default(),
+        })
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(principal) = self.verified.get(token, now) {
+            return Ok(principal);
+        }
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind;
@@ -204,7 +246,10 @@ impl JwtVerifier {
                 };
                 ApiError::Unauthorized(reason.to_owned())
             })?;
-        principal_from_claims(data.claims)
+        let exp = data.claims.exp;
+        let principal = principal_from_claims(data.claims)?;
+        self.verified.insert(token, &principal, exp);
+        Ok(principal)
     }
 }
 
@@ -364,6 +409,48 @@ mod tests {
             exp: chrono::Utc::now().timestamp() + 60,
             iat: None,
         }
+    }
+
+    #[test]
+    fn verified_tokens_expire_and_stay_bounded() {
+        let cache = VerifiedTokens::default();
+        let principal = Principal {
+            subject: "u1".into(),
+            access: Access::Hq,
+        };
+        let now = 1_000_000;
+        cache.insert("fresh", &principal, now + 60);
+        cache.insert("in-leeway", &principal, now - 10);
+        cache.insert("expired", &principal, now - 31);
+        assert_eq!(cache.get("fresh", now).map(|p| p.access), Some(Access::Hq));
+        assert!(cache.get("in-leeway", now).is_some());
+        assert!(
+            cache.get("expired", now).is_none(),
+            "re-verified, and refused"
+        );
+        assert!(cache.get("never-seen", now).is_none());
+        for n in 0..MAX_VERIFIED_TOKENS {
+            cache.insert(&format!("t{n}"), &principal, now + 60);
+        }
+        let size = cache.0.read().map(|entries| entries.len()).unwrap_or(0);
+        assert!(size <= MAX_VERIFIED_TOKENS, "{size}");
+    }
+
+    #[test]
+    fn a_token_verified_once_is_accepted_again_and_a_tampered_one_is_not() {
+        let config = JwtVerification::SharedSecret(secret());
+        let verifier = JwtVerifier::new(&config).expect("verifier");
+        let signer = JwtSigner::new(&config).expect("signer");
+        let token = signer.sign(&claims(Role::Hq)).expect("sign");
+        for _ in 0..2 {
+            assert_eq!(verifier.verify(&token).expect("valid").access, Access::Hq);
+        }
+        let mut tampered = token.clone();
+        tampered.pop();
+        assert!(matches!(
+            verifier.verify(&tampered),
+            Err(ApiError::Unauthorized(_))
+        ));
     }
 
     #[test]
