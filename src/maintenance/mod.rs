@@ -318,6 +318,14 @@ impl Job for Pruner {
         Duration::from_secs(3600)
     }
 
+    /// A run with a backlog rests most of its time (the duty cycle), so it may take most
+    /// of its interval rather than the scheduler's usual bound, which would cut it, and
+    /// every rule after the first, short each hour. A leader that steps down still stops
+    /// it within the fencing window: each batch is its own transaction.
+    fn timeout(&self) -> Option<Duration> {
+        Some(Duration::from_secs(55 * 60))
+    }
+
     fn run(&self) -> BoxFuture<'_, Result<(), JobError>> {
         Box::pin(async move {
             let report = self.run_once(false).await?;

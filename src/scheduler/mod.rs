@@ -33,6 +33,10 @@ pub trait Job: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     fn interval(&self) -> Duration;
     fn run(&self) -> BoxFuture<'_, Result<(), JobError>>;
+    /// Upper bound of one run when it differs from the scheduler's `job_timeout`.
+    fn timeout(&self) -> Option<Duration> {
+        None
+    }
     /// Called when this process stops being the leader (e.g. to clear leader-only gauges).
     fn on_step_down(&self) {}
 }
@@ -42,7 +46,7 @@ pub struct SchedulerOptions {
     pub lease_ttl: Duration,
     /// This process's name in the lease (host/pid plus a random suffix).
     pub holder: String,
-    /// Upper bound of one job run.
+    /// Upper bound of one job run, unless the job sets its own.
     pub job_timeout: Duration,
 }
 
@@ -172,8 +176,9 @@ impl Scheduler {
 
 /// Runs one job every `interval` until the term ends; never overlaps itself, and a
 /// failure is logged once and retried at the next tick.
-async fn run_job(job: Arc<dyn Job>, stop: CancellationToken, timeout: Duration) {
+async fn run_job(job: Arc<dyn Job>, stop: CancellationToken, default_timeout: Duration) {
     let name = job.name();
+    let timeout = job.timeout().unwrap_or(default_timeout);
     loop {
         let started = Instant::now();
         let outcome = match tokio::time::timeout(timeout, job.run()).await {
@@ -267,5 +272,56 @@ pub mod metrics {
         LazyLock::force(&JOB_RUNS);
         LazyLock::force(&JOB_DURATION);
         LazyLock::force(&JOB_LAST_SUCCESS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 300 ms of work a run, hourly.
+    struct SlowJob {
+        name: &'static str,
+        timeout: Option<Duration>,
+    }
+
+    impl Job for SlowJob {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn interval(&self) -> Duration {
+            Duration::from_secs(3600)
+        }
+        fn timeout(&self) -> Option<Duration> {
+            self.timeout
+        }
+        fn run(&self) -> BoxFuture<'_, Result<(), JobError>> {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok(())
+            })
+        }
+    }
+
+    /// Successful and timed-out runs in the first second, under a scheduler bound of 30 ms.
+    async fn first_run(name: &'static str, timeout: Option<Duration>) -> [u64; 2] {
+        let stop = CancellationToken::new();
+        let job = Arc::new(SlowJob { name, timeout });
+        let runner = tokio::spawn(run_job(job, stop.clone(), Duration::from_millis(30)));
+        // Ample time for the one run either way; the runner then waits for its next.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), runner).await;
+        ["success", "timeout"]
+            .map(|outcome| metrics::JOB_RUNS.with_label_values(&[name, outcome]).get())
+    }
+
+    #[tokio::test]
+    async fn a_job_is_cut_at_the_scheduler_bound_unless_it_sets_its_own() {
+        assert_eq!(first_run("test_cut_job", None).await, [0, 1]);
+        assert_eq!(
+            first_run("test_own_bound_job", Some(Duration::from_secs(5))).await,
+            [1, 0]
+        );
     }
 }
