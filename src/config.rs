@@ -352,9 +352,9 @@ impl Config {
                 ingests: env.days("INGESTS_RETENTION_DAYS", 30)?,
                 batch_size: env.parse_in("PRUNE_BATCH_SIZE", 500, 100..=100_000)?,
                 pause: Duration::from_millis(env.parse_in("PRUNE_PAUSE_MS", 50, 0..=10_000)?),
-                // Pruning is background work with hours to spare: at 2% of one core the
-                // task list's p99 moved < 20% on a 2-core host (docs/PERFORMANCE.md).
-                duty_percent: env.parse_in("PRUNE_DUTY_PERCENT", 2, 1..=100)?,
+                // Pruning is background work with hours to spare: at 1% of one core the
+                // task list's p99 moved +8% on a 2-core host (docs/PERFORMANCE.md).
+                duty_percent: env.parse_in("PRUNE_DUTY_PERCENT", 1, 1..=100)?,
             },
             reporting: ReportingConfig {
                 replica_names,
