@@ -141,6 +141,9 @@ enum Batch<'a> {
 /// How long pruning waits for the statistics to catch up before it deletes tasks.
 const STATS_BUDGET: Duration = Duration::from_secs(120);
 
+/// The scheduler runs pruning this often, each run bounded a little below it.
+const RUN_EVERY: Duration = Duration::from_secs(3600);
+
 pub struct Pruner {
     pub db: PgPool,
     pub retention: Retention,
@@ -315,7 +318,7 @@ impl Job for Pruner {
     }
 
     fn interval(&self) -> Duration {
-        Duration::from_secs(3600)
+        RUN_EVERY
     }
 
     /// A run with a backlog rests most of its time (the duty cycle), so it may take most
@@ -323,7 +326,7 @@ impl Job for Pruner {
     /// every rule after the first, short each hour. A leader that steps down still stops
     /// it within the fencing window: each batch is its own transaction.
     fn timeout(&self) -> Option<Duration> {
-        Some(Duration::from_secs(55 * 60))
+        Some(RUN_EVERY - Duration::from_secs(5 * 60))
     }
 
     fn run(&self) -> BoxFuture<'_, Result<(), JobError>> {
