@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use crate::{
     config::{JwtVerification, PublicKeyAlgorithm, Secret},
     error::ApiError,
-    stores::{RegionCode, StoreId},
+    stores::{RegionCode, StaffId, StoreId},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -131,8 +131,94 @@ impl Principal {
     pub fn ensure_integration(&self) -> Result<(), ApiError> {
         match self.access {
             Access::Integration => Ok(()),
-            _ => Err(ApiError::Forbidden(
+            Access::Associate { .. }
+            | Access::StoreManager { .. }
+            | Access::RegionalManager { .. }
+            | Access::Hq => Err(ApiError::Forbidden(
                 "only integration tokens may call integration routes".to_owned(),
+            )),
+        }
+    }
+
+    /// HQ-only work: templates, webhooks.
+    pub fn ensure_hq(&self) -> Result<(), ApiError> {
+        match self.access {
+            Access::Hq => Ok(()),
+            Access::Associate { .. }
+            | Access::StoreManager { .. }
+            | Access::RegionalManager { .. }
+            | Access::Integration => Err(ApiError::Forbidden("only HQ may do this".to_owned())),
+        }
+    }
+
+    /// The caller's staff id, when their token's `sub` is one (staff tokens).
+    pub fn staff_id(&self) -> Option<StaffId> {
+        self.subject.parse().ok().map(StaffId)
+    }
+
+    /// Store managers and HQ manage tasks: create, assign, approve, redo, cancel.
+    pub fn ensure_manages_tasks(&self) -> Result<(), ApiError> {
+        match self.access {
+            Access::StoreManager { .. } | Access::Hq => Ok(()),
+            Access::Associate { .. } | Access::RegionalManager { .. } | Access::Integration => Err(
+                ApiError::Forbidden("only the store's manager or HQ may do this".to_owned()),
+            ),
+        }
+    }
+
+    /// Start or complete a task: associates when it is assigned to them or to nobody;
+    /// store managers and HQ always.
+    pub fn ensure_works_on(&self, assignee: Option<StaffId>) -> Result<(), ApiError> {
+        match self.access {
+            Access::StoreManager { .. } | Access::Hq => Ok(()),
+            Access::Associate { .. } => match assignee {
+                None => Ok(()),
+                Some(assignee) if Some(assignee) == self.staff_id() => Ok(()),
+                Some(_) => Err(ApiError::Forbidden(
+                    "this task is assigned to someone else".to_owned(),
+                )),
+            },
+            Access::RegionalManager { .. } | Access::Integration => Err(ApiError::Forbidden(
+                "only store staff and HQ work on tasks".to_owned(),
+            )),
+        }
+    }
+
+    /// Store closures: the store's manager, its regional manager and HQ (the store
+    /// itself is scope-checked by `ScopedStore`).
+    pub fn ensure_manages_store(&self) -> Result<(), ApiError> {
+        match self.access {
+            Access::StoreManager { .. } | Access::RegionalManager { .. } | Access::Hq => Ok(()),
+            Access::Associate { .. } => Err(ApiError::Forbidden(
+                "associates cannot change store closures".to_owned(),
+            )),
+            Access::Integration => Err(ApiError::Forbidden(
+                "integration tokens may only call /api/v1/integrations".to_owned(),
+            )),
+        }
+    }
+
+    /// Where the caller may run campaigns: HQ anywhere (`None`), a regional manager in
+    /// their region; nobody else.
+    pub fn campaign_scope(&self) -> Result<Option<RegionCode>, ApiError> {
+        match &self.access {
+            Access::Hq => Ok(None),
+            Access::RegionalManager { region } => Ok(Some(region.clone())),
+            Access::Associate { .. } | Access::StoreManager { .. } | Access::Integration => Err(
+                ApiError::Forbidden("campaigns are run by regional managers and HQ".to_owned()),
+            ),
+        }
+    }
+
+    /// Which stores the caller's reports cover: store managers their store, regional
+    /// managers their region, HQ everything; associates and integrations none.
+    pub fn report_scope(&self) -> Result<StoreScope, ApiError> {
+        match &self.access {
+            Access::Hq => Ok(StoreScope::All),
+            Access::RegionalManager { region } => Ok(StoreScope::Region(region.clone())),
+            Access::StoreManager { store_id } => Ok(StoreScope::Store(*store_id)),
+            Access::Associate { .. } | Access::Integration => Err(ApiError::Forbidden(
+                "reports are for store managers, regional managers and HQ".to_owned(),
             )),
         }
     }
@@ -375,10 +461,8 @@ impl<S: Send + Sync> FromRequestParts<S> for HqPrincipal {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let principal = Principal::from_request_parts(parts, state).await?;
-        match principal.access {
-            Access::Hq => Ok(Self(principal)),
-            _ => Err(ApiError::Forbidden("only HQ may do this".to_owned())),
-        }
+        principal.ensure_hq()?;
+        Ok(Self(principal))
     }
 }
 

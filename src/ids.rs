@@ -1,5 +1,6 @@
-//! Newtype ids: a `StoreId` cannot be passed where a `StaffId` is expected.
-//! All ids that cross the wire are UUID v7 (time-ordered, so they index well).
+//! Newtype ids and stored enums: a `StoreId` cannot be passed where a `StaffId` is
+//! expected, and an enum stored as text is read and written as its type. All ids that
+//! cross the wire are UUID v7 (time-ordered, so they index well).
 
 /// Declares a UUID newtype that serialises, binds to SQL and documents as a plain UUID.
 #[macro_export]
@@ -33,6 +34,70 @@ macro_rules! uuid_id {
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 uuid::Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
+}
+
+/// Maps a stored string to an enum; a mismatch is a bug (the database constrains it).
+/// Exported: the other modules' stored enums use it too.
+#[macro_export]
+macro_rules! string_enum {
+    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $text),+
+                }
+            }
+
+            pub fn parse(raw: &str) -> Result<Self, $crate::error::ApiError> {
+                Self::from_param(raw).ok_or_else(|| {
+                    $crate::error::ApiError::Internal(anyhow::anyhow!(
+                        concat!("unknown ", stringify!($ty), " {:?} in the database"),
+                        raw
+                    ))
+                })
+            }
+
+            pub fn from_param(raw: &str) -> Option<Self> {
+                Self::from_bytes(raw.as_bytes())
+            }
+
+            fn from_bytes(raw: &[u8]) -> Option<Self> {
+                match raw {
+                    $(x if x == $text.as_bytes() => Some($ty::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        /// Read straight from a text column: no `String` per row on hot lists.
+        impl sqlx::Type<sqlx::Postgres> for $ty {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+
+            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $ty {
+            fn decode(
+                value: sqlx::postgres::PgValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                // Matched as bytes: a known value is valid UTF-8 without checking it.
+                let raw = value.as_bytes()?;
+                Self::from_bytes(raw).ok_or_else(|| {
+                    format!(
+                        concat!("unknown ", stringify!($ty), " {:?} in the database"),
+                        String::from_utf8_lossy(raw)
+                    )
+                    .into()
+                })
             }
         }
     };

@@ -2,6 +2,7 @@
 //! the outbox row travels through RabbitMQ, and the handler runs in the same trace.
 //! (Its own test binary: it installs a global OpenTelemetry-backed subscriber.)
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::{
@@ -55,7 +56,7 @@ async fn the_consumer_continues_the_producers_trace() {
     let topology = test_topology(&[100]);
     let capture = TraceCapture::default();
     let mut registry = Registry::default();
-    registry.subscribe("audit", "test.#", Arc::new(capture.clone()));
+    registry.subscribe_raw("audit", "test.#", Arc::new(capture.clone()));
     let worker = RunningWorker::spawn(&db, amqp_url(), &topology, registry, true, 2);
     worker.wait_connected().await;
 
@@ -64,7 +65,7 @@ async fn the_consumer_continues_the_producers_trace() {
     assert_ne!(trace_id, TraceId::INVALID);
     async {
         let mut tx = db.begin().await.expect("begin");
-        outbox::enqueue(&mut tx, "test.traced", &serde_json::json!({}))
+        outbox::enqueue(&mut tx, &common::Traced(serde_json::json!({})))
             .await
             .expect("enqueue");
         tx.commit().await.expect("commit");

@@ -1,13 +1,18 @@
 //! The `campaigns` consumer group: `campaign.created` → one task per targeted store.
 
 use futures_util::future::BoxFuture;
-use serde::Deserialize;
 use sqlx::{Postgres, Transaction};
 
-use super::{CampaignId, repo};
+use super::{CampaignCreated, repo};
 use crate::{
-    events::consumer::{Handler, HandlerError, Message},
-    tasks::TaskSource,
+    events::{
+        EventHandler,
+        consumer::{HandlerError, Message},
+    },
+    tasks::{
+        Priority, TaskKind,
+        write::{self, Due, ManyTasks, Origin},
+    },
     templates,
 };
 
@@ -15,21 +20,16 @@ use crate::{
 /// transaction (with its inbox row), so a redelivery finds it done or not at all.
 const CHUNK: i64 = 1_000;
 
-#[derive(Debug, Deserialize)]
-struct CampaignCreated {
-    campaign_id: CampaignId,
-}
-
 pub struct FanOut;
 
-impl Handler for FanOut {
+impl EventHandler<CampaignCreated> for FanOut {
     fn handle<'a>(
         &'a self,
         tx: &'a mut Transaction<'static, Postgres>,
-        message: &'a Message,
+        event: CampaignCreated,
+        _message: &'a Message,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
-            let event: CampaignCreated = message.decode()?;
             let Some(campaign) = repo::find(tx, event.campaign_id, true).await? else {
                 return Err(HandlerError::Permanent(format!(
                     "campaign {} does not exist",
@@ -42,18 +42,44 @@ impl Handler for FanOut {
                     .is_some_and(|t| t.review_required),
                 _ => false,
             };
+            let due = match (campaign.due_at, campaign.due_local) {
+                (Some(at), _) => Due::At(at),
+                (None, Some(local)) => Due::Local(local),
+                (None, None) => {
+                    return Err(HandlerError::Permanent(format!(
+                        "campaign {} has no due time",
+                        campaign.id
+                    )));
+                }
+            };
+            let (Some(kind), Some(priority)) = (
+                TaskKind::from_param(&campaign.kind),
+                Priority::from_param(&campaign.priority),
+            ) else {
+                return Err(HandlerError::Permanent(format!(
+                    "campaign {} has an unknown kind or priority",
+                    campaign.id
+                )));
+            };
             let mut after: Option<String> = None;
             let mut created_total = 0usize;
             loop {
-                let (last, created) =
-                    repo::fan_out_chunk(tx, &campaign, review_required, after.as_deref(), CHUNK)
-                        .await?;
-                crate::tasks::repo::announce_created(
+                let (last, stores) =
+                    repo::target_chunk(tx, &campaign, after.as_deref(), CHUNK).await?;
+                let created = write::create_many(
                     tx,
-                    &created,
-                    TaskSource::Campaign,
-                    &campaign.created_by,
-                    Some(campaign.id.0),
+                    &ManyTasks {
+                        stores: &stores,
+                        origin: Origin::Campaign(campaign.id),
+                        kind,
+                        title: &campaign.title,
+                        description: campaign.description.as_deref(),
+                        template: campaign.template_id.zip(campaign.template_version),
+                        priority,
+                        review_required,
+                        due,
+                        created_by: &campaign.created_by,
+                    },
                 )
                 .await?;
                 created_total += created.len();

@@ -13,11 +13,25 @@ use utoipa::ToSchema;
 
 pub use routes::router;
 
-use crate::{events::consumer::Registry, stores::StoreFormat};
+use crate::{
+    events::{Event, consumer::Registry},
+    stores::StoreFormat,
+};
 
 crate::uuid_id!(CampaignId);
 
-pub const CREATED_ROUTING_KEY: &str = "campaign.created";
+/// A campaign was recorded; the `campaigns` group fans it out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CampaignCreated {
+    pub campaign_id: CampaignId,
+}
+
+impl Event for CampaignCreated {
+    const ROUTING_KEY: &'static str = "campaign.created";
+}
+
+/// Every routing key this module emits.
+pub const ROUTING_KEYS: &[&str] = &[CampaignCreated::ROUTING_KEY];
 
 /// Which stores get the task: exactly one of the fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -37,5 +51,5 @@ pub struct Target {
 }
 
 pub fn register_handlers(registry: &mut Registry) {
-    registry.subscribe("campaigns", CREATED_ROUTING_KEY, Arc::new(fanout::FanOut));
+    registry.subscribe::<CampaignCreated>("campaigns", Arc::new(fanout::FanOut));
 }

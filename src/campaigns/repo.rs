@@ -5,7 +5,7 @@ use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
 use super::{CampaignId, Target};
-use crate::{stores::StoreId, tasks::repo::CreatedTask, templates::TemplateId};
+use crate::{stores::StoreId, templates::TemplateId};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CampaignRow {
@@ -140,16 +140,14 @@ pub async fn stores_by_time_zone(
 const TARGET_FILTER: &str = "($2 OR r.code = ANY($3) OR s.format = ANY($4) OR s.code = ANY($5))
     AND ($6::text IS NULL OR r.code = $6)";
 
-/// Creates the tasks of one chunk of targeted stores (ordered by code, after
-/// `after_code`); stores that already have this campaign's task are skipped.
-/// Returns the chunk's last store code (None when done) and the tasks created.
-pub async fn fan_out_chunk(
+/// The next chunk of targeted stores (ordered by code, after `after_code`): the
+/// chunk's last store code (None when done) and the stores' ids.
+pub async fn target_chunk(
     conn: &mut PgConnection,
     campaign: &CampaignRow,
-    review_required: bool,
     after_code: Option<&str>,
     chunk: i64,
-) -> Result<(Option<String>, Vec<CreatedTask>), sqlx::Error> {
+) -> Result<(Option<String>, Vec<StoreId>), sqlx::Error> {
     let target = &campaign.target.0;
     let formats: Vec<&str> = target
         .formats
@@ -157,8 +155,8 @@ pub async fn fan_out_chunk(
         .flatten()
         .map(|f| f.as_str())
         .collect();
-    let chunk_codes: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT s.code FROM stores s JOIN regions r ON r.id = s.region_id
+    let stores: Vec<(StoreId, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT s.id, s.code FROM stores s JOIN regions r ON r.id = s.region_id
           WHERE {TARGET_FILTER} AND ($1::text IS NULL OR s.code > $1)
           ORDER BY s.code LIMIT $7"
     )))
@@ -169,41 +167,10 @@ pub async fn fan_out_chunk(
     .bind(target.store_codes.as_deref().unwrap_or_default())
     .bind(&campaign.region_scope)
     .bind(chunk)
-    .fetch_all(&mut *conn)
+    .fetch_all(conn)
     .await?;
-    let Some(last) = chunk_codes.last().cloned() else {
-        return Ok((None, Vec::new()));
-    };
-    let created: Vec<CreatedTask> = sqlx::query_as(
-        "WITH inserted AS (
-            INSERT INTO tasks (id, store_id, kind, source, title, description, template_id, template_version,
-                               campaign_id, priority, review_required, due_at, created_by)
-            SELECT c.id, s.id, $2, 'campaign', $3, $4, $5, $6, $7, $8, $9,
-                   COALESCE($10, ($11::timestamp AT TIME ZONE s.time_zone)), $12
-              FROM unnest($1::text[], $13::uuid[]) AS c(code, id)
-              JOIN stores s ON s.code = c.code
-            ON CONFLICT (campaign_id, store_id) WHERE campaign_id IS NOT NULL DO NOTHING
-            RETURNING id, store_id, kind, title, due_at
-         )
-         SELECT i.id, i.store_id, r.code AS region, i.kind, i.title, i.due_at
-           FROM inserted i JOIN stores s ON s.id = i.store_id JOIN regions r ON r.id = s.region_id",
-    )
-    .bind(&chunk_codes)
-    .bind(&campaign.kind)
-    .bind(&campaign.title)
-    .bind(&campaign.description)
-    .bind(campaign.template_id)
-    .bind(campaign.template_version)
-    .bind(campaign.id)
-    .bind(&campaign.priority)
-    .bind(review_required)
-    .bind(campaign.due_at)
-    .bind(campaign.due_local)
-    .bind(&campaign.created_by)
-    .bind(chunk_codes.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok((Some(last), created))
+    let last = stores.last().map(|(_, code)| code.clone());
+    Ok((last, stores.into_iter().map(|(id, _)| id).collect()))
 }
 
 pub async fn mark_active(conn: &mut PgConnection, id: CampaignId) -> Result<(), sqlx::Error> {

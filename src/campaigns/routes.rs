@@ -12,9 +12,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{CREATED_ROUTING_KEY, CampaignId, Target, repo};
+use super::{CampaignCreated, CampaignId, Target, repo};
 use crate::{
-    auth::{Access, Principal},
+    auth::Principal,
     error::{ApiError, FieldError, Problem},
     events::outbox,
     http::{
@@ -108,24 +108,13 @@ pub struct CampaignStoresQuery {
     pub limit: Option<u32>,
 }
 
-/// Regional managers work inside their region; HQ anywhere; nobody else.
-fn campaign_scope(principal: &Principal) -> Result<Option<String>, ApiError> {
-    match &principal.access {
-        Access::Hq => Ok(None),
-        Access::RegionalManager { region } => Ok(Some(region.as_str().to_owned())),
-        _ => Err(ApiError::Forbidden(
-            "campaigns are run by regional managers and HQ".to_owned(),
-        )),
-    }
-}
-
 /// A campaign the caller may see; others do not exist for them.
 async fn visible_campaign(
     db: &PgPool,
     principal: &Principal,
     id: CampaignId,
 ) -> Result<repo::CampaignRow, ApiError> {
-    let scope = campaign_scope(principal)?;
+    let scope = principal.campaign_scope()?.map(|r| r.as_str().to_owned());
     let mut conn = db.acquire().await?;
     let campaign = repo::find(&mut conn, id, false)
         .await?
@@ -153,7 +142,7 @@ async fn create_campaign(
     State(db): State<PgPool>,
     Json(body): Json<NewCampaign>,
 ) -> Result<Response, ApiError> {
-    let scope = campaign_scope(&principal)?;
+    let scope = principal.campaign_scope()?.map(|r| r.as_str().to_owned());
     let mut errors = Vec::new();
     let target = body.target;
     let named = [
@@ -272,8 +261,9 @@ async fn create_campaign(
     repo::insert(&mut tx, &campaign).await?;
     outbox::enqueue(
         &mut tx,
-        CREATED_ROUTING_KEY,
-        &serde_json::json!({ "campaign_id": campaign.id }),
+        &CampaignCreated {
+            campaign_id: campaign.id,
+        },
     )
     .await?;
     tx.commit().await?;

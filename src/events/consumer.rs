@@ -30,7 +30,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
+    Event, EventHandler,
     broker::BrokerError,
+    event::Typed,
     metrics,
     topology::{Topology, topic_matches},
     trace_context,
@@ -118,8 +120,14 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Subscribes `handler` to `pattern` (AMQP topic syntax) in consumer group `group`.
-    pub fn subscribe(&mut self, group: &'static str, pattern: &str, handler: Arc<dyn Handler>) {
+    /// Subscribes `handler` to event `E` in consumer group `group`.
+    pub fn subscribe<E: Event>(&mut self, group: &'static str, handler: Arc<dyn EventHandler<E>>) {
+        self.subscribe_raw(group, E::ROUTING_KEY, Arc::new(Typed { handler }));
+    }
+
+    /// Subscribes an untyped `handler` to `pattern` (AMQP topic syntax) in consumer
+    /// group `group`: for handlers that pass payloads on without reading them (webhooks).
+    pub fn subscribe_raw(&mut self, group: &'static str, pattern: &str, handler: Arc<dyn Handler>) {
         self.groups
             .entry(group)
             .or_insert_with(|| ConsumerGroup {

@@ -2,12 +2,15 @@
 //! relay to RabbitMQ, the consumer runtime with its inbox, retries and dead letters,
 //! and `storeops dlq`.
 //!
-//! Producers call [`outbox::enqueue`] inside their transaction; consumers register
-//! [`consumer::Handler`]s with the [`consumer::Registry`]. Neither knows the other.
+//! Every message is an [`Event`]: one Rust type per routing key, owned by the module
+//! that produces it. Producers call [`outbox::enqueue`] inside their transaction;
+//! consumers subscribe an [`EventHandler`] for the type with the [`consumer::Registry`].
+//! Neither knows the other.
 
 pub mod broker;
 pub mod consumer;
 pub mod dlq;
+mod event;
 pub mod outbox;
 pub mod relay;
 pub mod topology;
@@ -19,6 +22,7 @@ use futures_util::future::BoxFuture;
 use lapin::Connection;
 use tokio_util::sync::CancellationToken;
 
+pub use self::event::{Event, EventHandler};
 use self::{
     broker::{BrokerError, Session},
     consumer::Consumers,

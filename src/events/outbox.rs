@@ -1,20 +1,16 @@
 //! The transactional outbox (SPEC §5): `enqueue` inside the caller's transaction, so an
 //! event exists exactly when the change that caused it committed.
 
-use serde::Serialize;
 use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
-use super::trace_context;
+use super::{Event, trace_context};
 
 /// Inserts one event; returns its message id.
-pub async fn enqueue<T: Serialize>(
-    conn: &mut PgConnection,
-    routing_key: &str,
-    payload: &T,
-) -> Result<Uuid, sqlx::Error> {
+pub async fn enqueue<E: Event>(conn: &mut PgConnection, event: &E) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::now_v7();
-    let payload = serde_json::to_value(payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let routing_key = E::ROUTING_KEY;
+    let payload = serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query("INSERT INTO outbox (id, routing_key, payload, headers) VALUES ($1, $2, $3, $4)")
         .bind(id)
         .bind(routing_key)
@@ -26,13 +22,16 @@ pub async fn enqueue<T: Serialize>(
 }
 
 /// Inserts many events with one statement (fan-outs); returns their message ids.
-pub async fn enqueue_many<T: Serialize>(
+pub async fn enqueue_many<E: Event>(
     conn: &mut PgConnection,
-    routing_key: &str,
-    payloads: &[T],
+    events: &[E],
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let ids: Vec<Uuid> = payloads.iter().map(|_| Uuid::now_v7()).collect();
-    let values = payloads
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let routing_key = E::ROUTING_KEY;
+    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+    let values = events
         .iter()
         .map(serde_json::to_value)
         .collect::<Result<Vec<_>, _>>()

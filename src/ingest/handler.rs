@@ -3,29 +3,28 @@
 //! inbox row), so a redelivered message changes nothing twice.
 
 use futures_util::future::BoxFuture;
-use serde::Deserialize;
 use sqlx::{Postgres, Transaction};
 
-use super::{IngestId, IngestStatus, ItemError, Source, metrics, price, repo, single};
-use crate::events::consumer::{Handler, HandlerError, Message};
-
-#[derive(Debug, Deserialize)]
-struct ReceivedEvent {
-    ingest_id: IngestId,
-}
+use super::{
+    IngestId, IngestReceived, IngestStatus, ItemError, Source, metrics, price, repo, single,
+};
+use crate::events::{
+    EventHandler,
+    consumer::{HandlerError, Message},
+};
 
 pub struct Received {
     pub chunk_stores: usize,
 }
 
-impl Handler for Received {
+impl EventHandler<IngestReceived> for Received {
     fn handle<'a>(
         &'a self,
         tx: &'a mut Transaction<'static, Postgres>,
-        message: &'a Message,
+        event: IngestReceived,
+        _message: &'a Message,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
-            let event: ReceivedEvent = message.decode()?;
             let Some(ingest) = repo::lock_received(tx, event.ingest_id).await? else {
                 return Err(HandlerError::Permanent(format!(
                     "ingest {} does not exist",

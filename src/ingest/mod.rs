@@ -29,12 +29,36 @@ use utoipa::ToSchema;
 
 pub use routes::router;
 
-use crate::events::consumer::Registry;
+use crate::events::{Event, consumer::Registry};
 
 crate::uuid_id!(IngestId);
 
-pub const RECEIVED_ROUTING_KEY: &str = "ingest.received";
-pub const CHUNK_ROUTING_KEY: &str = "ingest.chunk";
+/// An integration request was stored (202); the `ingest` group turns it into tasks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IngestReceived {
+    pub ingest_id: IngestId,
+    pub source: Source,
+    /// The sender's id (batch, delivery or alert id).
+    pub external_id: String,
+}
+
+impl Event for IngestReceived {
+    const ROUTING_KEY: &'static str = "ingest.received";
+}
+
+/// One planned chunk of a price batch, to apply in its own transaction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IngestChunk {
+    pub ingest_id: IngestId,
+    pub chunk_no: i32,
+}
+
+impl Event for IngestChunk {
+    const ROUTING_KEY: &'static str = "ingest.chunk";
+}
+
+/// Every routing key this module emits.
+pub const ROUTING_KEYS: &[&str] = &[IngestReceived::ROUTING_KEY, IngestChunk::ROUTING_KEY];
 /// The consumer group that turns ingests into tasks.
 pub const GROUP: &str = "ingest";
 /// Per-item errors kept in an ingest's status (all are counted).
@@ -98,14 +122,13 @@ impl Default for IngestOptions {
 }
 
 pub fn register_handlers(registry: &mut Registry, options: &IngestOptions) {
-    registry.subscribe(
+    registry.subscribe::<IngestReceived>(
         GROUP,
-        RECEIVED_ROUTING_KEY,
         Arc::new(handler::Received {
             chunk_stores: options.chunk_stores.max(1),
         }),
     );
-    registry.subscribe(GROUP, CHUNK_ROUTING_KEY, Arc::new(price::ApplyChunk));
+    registry.subscribe::<IngestChunk>(GROUP, Arc::new(price::ApplyChunk));
 }
 
 pub mod metrics {

@@ -16,27 +16,25 @@
 use std::collections::HashMap;
 
 use futures_util::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, Transaction};
 
 use super::{
-    CHUNK_ROUTING_KEY, IngestId, ItemError, MAX_REPORTED_ERRORS, Source, handler, metrics,
+    IngestChunk, IngestId, ItemError, MAX_REPORTED_ERRORS, Source, handler, metrics,
     payload::PriceBatch,
     repo::{self, ChunkArrays, Counts, ReceivedIngest},
 };
 use crate::{
     events::{
-        consumer::{Handler, HandlerError, Message},
+        EventHandler,
+        consumer::{HandlerError, Message},
         outbox,
     },
-    tasks::{TaskId, TaskSource, repo as tasks_repo},
+    stores::StoreId,
+    tasks::{
+        Priority, TaskId, TaskKind, relabel,
+        write::{self, Due, ManyTasks, Origin},
+    },
 };
-
-#[derive(Debug, Serialize, Deserialize)]
-struct ChunkEvent {
-    ingest_id: IngestId,
-    chunk_no: i32,
-}
 
 /// Per-item errors: the first ones kept, all counted.
 #[derive(Default)]
@@ -193,13 +191,13 @@ pub async fn plan(
     for (no, chunk) in chunks.iter().enumerate() {
         repo::insert_chunk(tx, ingest.id, no as i32, chunk).await?;
     }
-    let events: Vec<ChunkEvent> = (0..chunks.len())
-        .map(|no| ChunkEvent {
+    let events: Vec<IngestChunk> = (0..chunks.len())
+        .map(|no| IngestChunk {
             ingest_id: ingest.id,
             chunk_no: no as i32,
         })
         .collect();
-    outbox::enqueue_many(tx, CHUNK_ROUTING_KEY, &events).await?;
+    outbox::enqueue_many(tx, &events).await?;
     let error_count = i32::try_from(errors.count).unwrap_or(i32::MAX);
     repo::mark_planned(
         tx,
@@ -223,16 +221,14 @@ pub async fn plan(
 /// `ingest.chunk`: applies one planned chunk (see the module docs).
 pub struct ApplyChunk;
 
-impl Handler for ApplyChunk {
+impl EventHandler<IngestChunk> for ApplyChunk {
     fn handle<'a>(
         &'a self,
         tx: &'a mut Transaction<'static, Postgres>,
-        message: &'a Message,
+        event: IngestChunk,
+        _message: &'a Message,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        Box::pin(async move {
-            let event: ChunkEvent = message.decode()?;
-            apply(tx, event.ingest_id, event.chunk_no).await
-        })
+        Box::pin(async move { apply(tx, event.ingest_id, event.chunk_no).await })
     }
 }
 
@@ -249,95 +245,86 @@ async fn apply(
     if chunk.applied {
         return Ok(());
     }
-    repo::lock_stores(tx, &chunk.store_ids).await?;
+    relabel::lock_stores(tx, &chunk.store_ids).await?;
     let effective = match (chunk.effective_at, chunk.effective_local) {
         (Some(at), _) => at.to_rfc3339(),
         (None, Some(local)) => format!("{local} store time"),
         (None, None) => "now".to_owned(),
     };
+    let due = match (chunk.effective_at, chunk.effective_local) {
+        (Some(at), _) => Due::At(at),
+        (None, Some(local)) => Due::Local(local),
+        (None, None) => Due::At(chrono::Utc::now()),
+    };
     let title: String = format!("Relabel prices: batch {}", chunk.batch_id)
         .chars()
         .take(200)
         .collect();
-    let mut tasks: Vec<TaskId> = chunk.store_ids.iter().map(|_| TaskId::generate()).collect();
-    let created = repo::insert_relabel_tasks(
+    let description =
+        format!("New shelf prices effective {effective}: relabel every item of this task.");
+    let created = write::create_many(
         tx,
-        ingest_id,
-        &chunk.store_ids,
-        &tasks.iter().map(|t| t.0).collect::<Vec<_>>(),
-        &title,
-        &format!("New shelf prices effective {effective}: relabel every item of this task."),
-        chunk.effective_at,
-        chunk.effective_local,
-        &chunk.received_by,
+        &ManyTasks {
+            stores: &chunk.store_ids,
+            origin: Origin::PriceBatch(ingest_id),
+            kind: TaskKind::PriceRelabel,
+            title: &title,
+            description: Some(&description),
+            template: None,
+            priority: Priority::Normal,
+            review_required: false,
+            due,
+            created_by: &chunk.received_by,
+        },
     )
     .await?;
-    if created.len() < tasks.len() {
+    // Each store's task, aligned with the chunk's stores (the items name them by position).
+    let by_store: HashMap<StoreId, TaskId> = created.iter().map(|t| (t.store_id, t.id)).collect();
+    let tasks: Vec<TaskId> = match chunk
+        .store_ids
+        .iter()
+        .map(|store| by_store.get(store).copied())
+        .collect::<Option<Vec<_>>>()
+    {
+        Some(tasks) => tasks,
         // Only if the chunk was half-applied by hand: use the tasks that exist.
-        tasks = repo::relabel_tasks(tx, ingest_id, &chunk.store_ids).await?;
-    }
-    let beside = repo::active_items_beside(tx, ingest_id, &chunk.store_ids).await?;
+        None => relabel::relabel_tasks(tx, ingest_id, &chunk.store_ids).await?,
+    };
+    let beside = relabel::active_items_beside(tx, ingest_id, &chunk.store_ids).await?;
     let superseded = if beside.older {
-        repo::supersede_items(tx, ingest_id, chunk_no).await?
+        relabel::supersede_items(tx, ingest_id, chunk_no).await?
     } else {
         Vec::new()
     };
-    let mut written = repo::insert_items(tx, ingest_id, chunk_no, &tasks, beside.not_older).await?;
+    let mut written =
+        relabel::insert_items(tx, ingest_id, chunk_no, &tasks, beside.not_older).await?;
     // Items of closed tasks were `closed`, not superseded: their tasks are history.
     let superseded_items: u64 = superseded.iter().map(|(_, items)| *items as u64).sum();
     let mut touched: Vec<TaskId> = superseded.iter().map(|(task, _)| *task).collect();
     let mut late = 0;
     if written < u64::try_from(chunk.item_count).unwrap_or(0) {
         // A newer batch reached some of these stores first: its items stay active.
-        late = repo::insert_items_already_superseded(tx, ingest_id, chunk_no, &tasks).await?;
+        late = relabel::insert_items_already_superseded(tx, ingest_id, chunk_no, &tasks).await?;
         written += late;
         touched.extend(tasks.iter().copied());
     }
     touched.sort_unstable();
     touched.dedup();
-    let emptied = repo::emptied_open_tasks(tx, &touched).await?;
-    for task in &emptied {
-        cancel_superseded(tx, *task, ingest_id).await?;
-    }
-    let created_ids: Vec<_> = created.iter().map(|t| t.id).collect();
+    let emptied = relabel::cancel_emptied(tx, &touched, ingest_id).await?;
+    let created_ids: Vec<TaskId> = created.iter().map(|t| t.id).collect();
     let counts = Counts {
         tasks_created: created.len() as i32,
         tasks_updated: touched
             .iter()
-            .filter(|t| !emptied.contains(t) && !created_ids.contains(&t.0))
+            .filter(|t| !emptied.contains(t) && !created_ids.contains(t))
             .count() as i32,
         tasks_superseded: emptied.len() as i32,
         tasks_cancelled: 0,
         items_created: written as i32,
         items_superseded: (superseded_items + late) as i32,
     };
-    tasks_repo::announce_created(
-        tx,
-        &created,
-        TaskSource::PriceChange,
-        &chunk.received_by,
-        None,
-    )
-    .await?;
     repo::mark_chunk_applied(tx, ingest_id, chunk_no).await?;
     repo::record_progress(tx, ingest_id, &counts, &[], true, false).await?;
     metrics::count(Source::PriceChange, "applied", written as usize);
-    Ok(())
-}
-
-/// An older relabel task whose every item a later batch superseded: nothing is left to
-/// do, so it is cancelled (audit trail and `task.cancelled` as for any cancel).
-async fn cancel_superseded(
-    tx: &mut Transaction<'static, Postgres>,
-    task: TaskId,
-    by: IngestId,
-) -> Result<(), HandlerError> {
-    tasks_repo::cancel_by_system(
-        tx,
-        task,
-        "integration",
-        serde_json::json!({"reason": "superseded", "ingest_id": by}),
-    )
-    .await?;
     Ok(())
 }

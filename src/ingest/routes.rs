@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    IngestId, IngestStatus, ItemError, RECEIVED_ROUTING_KEY, Source, metrics,
+    IngestId, IngestReceived, IngestStatus, ItemError, Source, metrics,
     payload::{Delivery, Effective, PriceBatch, StockAlert},
     repo::{self, NewIngest},
 };
@@ -249,12 +249,11 @@ async fn accept(
     let (id, status) = if repo::insert(&mut tx, &new).await? {
         outbox::enqueue(
             &mut tx,
-            RECEIVED_ROUTING_KEY,
-            &serde_json::json!({
-                "ingest_id": new.id,
-                "source": source,
-                "external_id": external_id,
-            }),
+            &IngestReceived {
+                ingest_id: new.id,
+                source,
+                external_id: external_id.to_owned(),
+            },
         )
         .await?;
         tx.commit().await?;

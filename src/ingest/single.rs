@@ -6,14 +6,17 @@ use serde::de::DeserializeOwned;
 use sqlx::{Postgres, Transaction};
 
 use super::{
-    IngestId, ItemError, Source, handler, metrics,
+    ItemError, Source, handler, metrics,
     payload::{Delivery, DeliveryStatus, StockAlert},
     repo::{self, Counts, ReceivedIngest},
 };
 use crate::{
     events::consumer::HandlerError,
     stores::StoreId,
-    tasks::{TaskId, TaskSource, repo as tasks_repo},
+    tasks::{
+        Priority,
+        write::{self, ReceivingTask, RestockTask, Upserted},
+    },
 };
 
 const DESCRIPTION_LIMIT: usize = 4_000;
@@ -46,34 +49,19 @@ async fn read<T: DeserializeOwned>(
     Ok(Some((request, store)))
 }
 
-/// Announces a created or updated task and finishes the ingest with its counts.
+/// Finishes the ingest with the counts of the task it created or updated.
 async fn finish(
     tx: &mut Transaction<'static, Postgres>,
     ingest: &ReceivedIngest,
     source: Source,
-    task_source: TaskSource,
-    written: Option<repo::Upserted>,
+    written: Option<Upserted>,
     unchanged: &str,
 ) -> Result<(), HandlerError> {
     let mut counts = Counts::default();
     let mut errors = Vec::new();
-    let actor = ingest.received_by.as_str();
-    let data = serde_json::json!({"source": task_source.as_str(), "ingest_id": ingest.id});
     match written {
-        Some(task) if task.inserted => {
-            let row =
-                tasks_repo::announce_change(tx, task.id, "created", "task.created", actor, data)
-                    .await?;
-            crate::tasks::metrics::CREATED
-                .with_label_values(&[row.kind.as_str(), task_source.as_str()])
-                .inc();
-            counts.tasks_created = 1;
-        }
-        Some(task) => {
-            tasks_repo::announce_change(tx, task.id, "updated", "task.updated", actor, data)
-                .await?;
-            counts.tasks_updated = 1;
-        }
+        Some(task) if task.inserted => counts.tasks_created = 1,
+        Some(_) => counts.tasks_updated = 1,
         None => errors.push(ItemError {
             item: None,
             field: "body".to_owned(),
@@ -137,22 +125,23 @@ pub async fn delivery(
         return cancel_delivery(tx, ingest, &delivery.delivery_id).await;
     }
     let (title, description) = delivery_text(&delivery);
-    let written = repo::upsert_receiving_task(
+    let written = write::upsert_receiving(
         tx,
-        ingest.id,
-        store_id,
-        &delivery.delivery_id,
-        &title,
-        &description,
-        delivery.expected_at,
-        &ingest.received_by,
+        &ReceivingTask {
+            ingest: ingest.id,
+            store_id,
+            delivery_id: &delivery.delivery_id,
+            title: &title,
+            description: &description,
+            expected_at: delivery.expected_at,
+            created_by: &ingest.received_by,
+        },
     )
     .await?;
     finish(
         tx,
         ingest,
         source,
-        TaskSource::Delivery,
         written,
         "the delivery's receiving task is closed or a newer revision was applied; nothing changed",
     )
@@ -166,9 +155,16 @@ async fn cancel_delivery(
 ) -> Result<(), HandlerError> {
     let mut counts = Counts::default();
     let mut errors = Vec::new();
-    match repo::open_receiving_task(tx, ingest.id, delivery_id).await? {
+    match write::open_receiving_task(tx, ingest.id, delivery_id).await? {
         Some(task) => {
-            cancel(tx, task, ingest.id, &ingest.received_by).await?;
+            write::cancel_by_system(
+                tx,
+                task,
+                Some(ingest.id),
+                &ingest.received_by,
+                serde_json::json!({"reason": "delivery cancelled", "ingest_id": ingest.id}),
+            )
+            .await?;
             counts.tasks_cancelled = 1;
         }
         None => errors.push(ItemError {
@@ -182,23 +178,6 @@ async fn cancel_delivery(
     record(tx, ingest, Source::Delivery, &counts, &errors).await
 }
 
-async fn cancel(
-    tx: &mut Transaction<'static, Postgres>,
-    task: TaskId,
-    ingest_id: IngestId,
-    actor: &str,
-) -> Result<(), HandlerError> {
-    repo::set_task_ingest(tx, task, ingest_id).await?;
-    tasks_repo::cancel_by_system(
-        tx,
-        task,
-        actor,
-        serde_json::json!({"reason": "delivery cancelled", "ingest_id": ingest_id}),
-    )
-    .await?;
-    Ok(())
-}
-
 pub async fn stock_alert(
     tx: &mut Transaction<'static, Postgres>,
     ingest: &ReceivedIngest,
@@ -208,22 +187,27 @@ pub async fn stock_alert(
     else {
         return Ok(());
     };
-    let written = repo::upsert_restock_task(
+    let written = write::upsert_restock(
         tx,
-        ingest.id,
-        store_id,
-        &alert.sku,
-        &format!("Restock {}", alert.sku),
-        &format!("On hand: {} (alert {}).", alert.on_hand, alert.alert_id),
-        if alert.on_hand <= 0 { "high" } else { "normal" },
-        &ingest.received_by,
+        &RestockTask {
+            ingest: ingest.id,
+            store_id,
+            sku: &alert.sku,
+            title: &format!("Restock {}", alert.sku),
+            description: &format!("On hand: {} (alert {}).", alert.on_hand, alert.alert_id),
+            priority: if alert.on_hand <= 0 {
+                Priority::High
+            } else {
+                Priority::Normal
+            },
+            created_by: &ingest.received_by,
+        },
     )
     .await?;
     finish(
         tx,
         ingest,
         source,
-        TaskSource::StockAlert,
         written,
         "a newer alert already updated the open restock task; nothing changed",
     )

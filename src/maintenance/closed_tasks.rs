@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 
 use crate::stores::StoreId;
-use crate::tasks::TaskId;
+use crate::tasks::{TaskId, retention};
 
 /// Where a run has got to: the last task it deleted (or skipped) and the (store, local
 /// day) pairs whose statistics it has made final.
@@ -28,26 +28,6 @@ pub(super) struct RunProgress {
 /// A first run over years of backlog could touch a million store-days; past this many
 /// the memory is dropped and days are checked again (marking a final day is a no-op).
 const MAX_REMEMBERED: usize = 200_000;
-
-/// The batch is limited before the join, so the planner may hash the stores once
-/// rather than probe them per task.
-macro_rules! doomed {
-    ($after:literal) => {
-        concat!(
-            "WITH doomed AS (
-                 SELECT id, store_id, due_at, updated_at FROM tasks
-                  WHERE status IN ('done', 'cancelled', 'expired') AND updated_at < $1 ",
-            $after,
-            " ORDER BY updated_at, id LIMIT $2
-             )
-             SELECT d.id, d.store_id, (d.due_at AT TIME ZONE s.time_zone)::date, d.updated_at
-               FROM doomed d JOIN stores s ON s.id = d.store_id
-              ORDER BY d.updated_at, d.id"
-        )
-    };
-}
-const DOOMED_FIRST: &str = doomed!("");
-const DOOMED_AFTER: &str = doomed!("AND (updated_at, id) > ($3, $4)");
 
 /// Days without statistics are summarised as final; the others are marked final. The
 /// two sets are disjoint, so the insert and the update never meet on a row.
@@ -65,19 +45,6 @@ const FINALISE: &str = "
     )
     SELECT rows FROM unseen";
 
-/// No `FOR UPDATE` before (see `Rule`); the predicate is checked again, for a task
-/// changed since it was read.
-const DELETE: &str = "
-    WITH gone AS (
-        DELETE FROM tasks WHERE id = ANY($1)
-           AND status IN ('done', 'cancelled', 'expired') AND updated_at < $2
-        RETURNING id
-    ), items AS (
-        -- Relabel items carry no foreign key (bulk writes); they go with their task.
-        DELETE FROM task_items WHERE task_id IN (SELECT id FROM gone)
-    )
-    SELECT count(*) FROM gone";
-
 /// Deletes the next `limit` closed tasks last changed before `before`, statistics
 /// first; answers how many it read (fewer than `limit`: the run is done) and how many
 /// went. Runs inside the caller's transaction: a failure rolls the marks back with the
@@ -88,17 +55,7 @@ pub(super) async fn prune_batch(
     limit: i64,
     progress: &mut RunProgress,
 ) -> Result<(u64, u64), sqlx::Error> {
-    let sql = if progress.after.is_some() {
-        DOOMED_AFTER
-    } else {
-        DOOMED_FIRST
-    };
-    let mut query = sqlx::query_as(sql).bind(before).bind(limit);
-    if let Some((updated_at, id)) = progress.after {
-        query = query.bind(updated_at).bind(id);
-    }
-    let doomed: Vec<(TaskId, StoreId, NaiveDate, DateTime<Utc>)> =
-        query.fetch_all(&mut *conn).await?;
+    let doomed = retention::closed_before(&mut *conn, before, limit, progress.after).await?;
     let Some(&(last_id, _, _, last_updated_at)) = doomed.last() else {
         return Ok((0, 0));
     };
@@ -122,11 +79,7 @@ pub(super) async fn prune_batch(
         progress.final_days.extend(fresh);
     }
     let ids: Vec<TaskId> = doomed.iter().map(|&(id, ..)| id).collect();
-    let deleted: i64 = sqlx::query_scalar(DELETE)
-        .bind(&ids)
-        .bind(before)
-        .fetch_one(&mut *conn)
-        .await?;
+    let deleted = retention::delete_closed(&mut *conn, &ids, before).await?;
     progress.after = Some((last_updated_at, last_id));
     let read = u64::try_from(doomed.len()).unwrap_or(u64::MAX);
     Ok((read, u64::try_from(deleted).unwrap_or(0)))

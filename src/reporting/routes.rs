@@ -23,7 +23,7 @@ use super::{
     sources::{DataSource, ReadSources, SourceError},
 };
 use crate::{
-    auth::{Access, Principal},
+    auth::{Principal, StoreScope},
     error::{ApiError, Problem},
     http::{
         AppState,
@@ -79,13 +79,13 @@ fn report_scope(principal: &Principal, region: Option<&str>) -> Result<ReportSco
     let requested = region
         .map(|r| RegionCode::parse(r).map_err(|m| ApiError::validation("region", m)))
         .transpose()?;
-    match &principal.access {
-        Access::Hq => Ok(ReportScope {
+    match principal.report_scope()? {
+        StoreScope::All => Ok(ReportScope {
             region: requested.map(|r| r.as_str().to_owned()),
             store: None,
         }),
-        Access::RegionalManager { region: own } => {
-            if requested.as_ref().is_some_and(|r| r != own) {
+        StoreScope::Region(own) => {
+            if requested.as_ref().is_some_and(|r| *r != own) {
                 return Err(ApiError::Forbidden(
                     "that region is outside your scope".to_owned(),
                 ));
@@ -95,13 +95,10 @@ fn report_scope(principal: &Principal, region: Option<&str>) -> Result<ReportSco
                 store: None,
             })
         }
-        Access::StoreManager { store_id } => Ok(ReportScope {
+        StoreScope::Store(store_id) => Ok(ReportScope {
             region: requested.map(|r| r.as_str().to_owned()),
             store: Some(store_id.0),
         }),
-        Access::Associate { .. } | Access::Integration => Err(ApiError::Forbidden(
-            "reports are for store managers, regional managers and HQ".to_owned(),
-        )),
     }
 }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::Router;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
@@ -16,9 +17,36 @@ use crate::{
     shutdown::Shutdown,
 };
 
-pub async fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> anyhow::Result<RoleParts> {
+/// The public API as one unit: its router and the reporting pools whose lag it watches.
+pub struct ApiApp {
+    pub router: Router,
+    pub reports: Arc<ReadSources>,
+}
+
+/// Builds the api's router and state from configuration: the one composition root that
+/// production (`start`) and the test harness both call.
+pub fn build(config: &Config, db: PgPool) -> anyhow::Result<ApiApp> {
     let verifier = Arc::new(JwtVerifier::new(config.jwt()?).context("loading the JWT key")?);
     let reports = ReadSources::new(config)?;
+    let router = http::router(
+        AppState {
+            db: db.clone(),
+            verifier,
+            webhooks: config.webhooks.clone(),
+            stores: crate::stores::StoreDirectory::new(db),
+            reports: reports.clone(),
+        },
+        HttpLimits {
+            body_limit_bytes: config.body_limit_bytes,
+            ingest_body_limit_bytes: config.ingest_body_limit_bytes,
+            request_timeout: config.request_timeout,
+        },
+    );
+    Ok(ApiApp { router, reports })
+}
+
+pub async fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> anyhow::Result<RoleParts> {
+    let ApiApp { router, reports } = build(config, db.clone())?;
     tokio::spawn(reports.clone().monitor(shutdown.signalled.clone()));
     let mut pools = PoolGauges::default();
     {
@@ -37,20 +65,6 @@ pub async fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> anyhow::
                 .collect()
         });
     }
-    let router = http::router(
-        AppState {
-            db: db.clone(),
-            verifier,
-            webhooks: config.webhooks.clone(),
-            stores: crate::stores::StoreDirectory::new(db.clone()),
-            reports,
-        },
-        HttpLimits {
-            body_limit_bytes: config.body_limit_bytes,
-            ingest_body_limit_bytes: config.ingest_body_limit_bytes,
-            request_timeout: config.request_timeout,
-        },
-    );
     let listener = TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding HTTP_ADDR {}", config.http_addr))?;

@@ -40,6 +40,18 @@ pub fn registry(config: &Config, db: &PgPool) -> anyhow::Result<Registry> {
     Ok(registry)
 }
 
+/// Every routing key the code can emit, from the event types of each producing module.
+pub fn emitted_routing_keys() -> Vec<&'static str> {
+    [
+        crate::tasks::events::ROUTING_KEYS,
+        campaigns::ROUTING_KEYS,
+        ingest::ROUTING_KEYS,
+        schedules::ROUTING_KEYS,
+        webhooks::ROUTING_KEYS,
+    ]
+    .concat()
+}
+
 pub fn topology(config: &Config) -> Topology {
     Topology {
         prefix: config.events.topology_prefix.clone(),

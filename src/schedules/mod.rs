@@ -17,16 +17,35 @@ use std::sync::Arc;
 pub use planner::Planner;
 pub use recurrence::{Day, Frequency, Recurrence, local_instant};
 
-use crate::events::consumer::Registry;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
 
-pub const DUE_ROUTING_KEY: &str = "schedule.due";
+use crate::{
+    events::{Event, consumer::Registry},
+    stores::StoreId,
+    templates::TemplateId,
+};
+
+/// An occurrence of a template version's schedule came due for these stores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScheduleDue {
+    pub template_id: TemplateId,
+    pub version: i32,
+    pub occurrence_at: DateTime<Utc>,
+    /// The stores' local date of the occurrence (closures are by local date).
+    pub local_date: NaiveDate,
+    pub store_ids: Vec<StoreId>,
+}
+
+impl Event for ScheduleDue {
+    const ROUTING_KEY: &'static str = "schedule.due";
+}
+
+/// Every routing key this module emits.
+pub const ROUTING_KEYS: &[&str] = &[ScheduleDue::ROUTING_KEY];
 
 pub fn register_handlers(registry: &mut Registry) {
-    registry.subscribe(
-        "schedules",
-        DUE_ROUTING_KEY,
-        Arc::new(handler::CreateOccurrence),
-    );
+    registry.subscribe::<ScheduleDue>("schedules", Arc::new(handler::CreateOccurrence));
 }
 
 pub mod metrics {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use sqlx::{PgPool, types::Json};
 
-use super::{DUE_ROUTING_KEY, Recurrence, metrics};
+use super::{Recurrence, ScheduleDue, metrics};
 use crate::{
     campaigns::{Target, repo::stores_by_time_zone},
     events::outbox,
@@ -68,19 +68,17 @@ impl Planner {
                     .inc_by(missed as u64);
             }
             for (local_date, occurrence_at) in rule.occurrences(tz, from, now) {
-                let payloads: Vec<serde_json::Value> = stores
+                let due: Vec<ScheduleDue> = stores
                     .chunks(STORES_PER_MESSAGE)
-                    .map(|chunk: &[StoreId]| {
-                        serde_json::json!({
-                            "template_id": template.template_id,
-                            "version": template.version,
-                            "occurrence_at": occurrence_at,
-                            "local_date": local_date,
-                            "store_ids": chunk,
-                        })
+                    .map(|chunk: &[StoreId]| ScheduleDue {
+                        template_id: template.template_id,
+                        version: template.version,
+                        occurrence_at,
+                        local_date,
+                        store_ids: chunk.to_vec(),
                     })
                     .collect();
-                outbox::enqueue_many(&mut tx, DUE_ROUTING_KEY, &payloads).await?;
+                outbox::enqueue_many(&mut tx, &due).await?;
                 metrics::PUBLISHED.inc_by(stores.len() as u64);
             }
         }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use directory::StoreDirectory;
+pub use repo::count_closed;
 pub use routes::{ScopedStore, router};
 
 crate::uuid_id!(

@@ -97,6 +97,21 @@ pub async fn find_store(db: &PgPool, id: StoreId) -> Result<Option<StoreRow>, sq
 }
 
 /// Closure dates from `from` on, in store-local calendar days.
+/// How many of `stores` are closed on `day`.
+pub async fn count_closed(
+    conn: &mut sqlx::PgConnection,
+    stores: &[StoreId],
+    day: NaiveDate,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM store_closures WHERE store_id = ANY($1) AND closed_on = $2",
+    )
+    .bind(stores)
+    .bind(day)
+    .fetch_one(conn)
+    .await
+}
+
 pub async fn upcoming_closures(
     db: &PgPool,
     id: StoreId,

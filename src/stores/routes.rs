@@ -414,16 +414,6 @@ struct ClosurePath {
     date: chrono::NaiveDate,
 }
 
-/// Store managers manage their own store's closures; regional managers their region's.
-fn ensure_can_manage_store(principal: &Principal) -> Result<(), ApiError> {
-    match principal.access {
-        Access::Associate { .. } => Err(ApiError::Forbidden(
-            "associates cannot change store closures".to_owned(),
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// Record a closure day (idempotent: re-posting the same day updates its reason).
 #[utoipa::path(
     post, path = "/stores/{store_id}/closures", tag = "stores",
@@ -447,7 +437,7 @@ async fn add_closure(
     State(db): State<PgPool>,
     Json(body): Json<NewClosure>,
 ) -> Result<(StatusCode, Json<ClosureDto>), ApiError> {
-    ensure_can_manage_store(&principal)?;
+    principal.ensure_manages_store()?;
     let reason = body
         .reason
         .map(|r| r.trim().to_owned())
@@ -502,7 +492,7 @@ async fn remove_closure(
     State(db): State<PgPool>,
     Path(ClosurePath { date, .. }): Path<ClosurePath>,
 ) -> Result<StatusCode, ApiError> {
-    ensure_can_manage_store(&principal)?;
+    principal.ensure_manages_store()?;
     if repo::remove_closure(&db, store.id, date).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -5,12 +5,17 @@ use std::{sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
 
-use super::repo::{self, TASK_COLUMNS, TaskRow};
+use super::{
+    TaskId,
+    events::{TaskEventKind, TaskOverdue, TaskSnapshot},
+    repo::{TASK_COLUMNS, TaskRow},
+    write,
+};
 use crate::{
     events::outbox,
     scheduler::{Job, JobError},
+    stores::StoreId,
 };
 
 /// Rows per transaction, so a backlog never holds one long transaction.
@@ -62,22 +67,9 @@ async fn record_all(
     kind: &str,
     data: &[serde_json::Value],
 ) -> Result<(), sqlx::Error> {
-    let ids: Vec<Uuid> = tasks.iter().map(|_| Uuid::now_v7()).collect();
-    let task_ids: Vec<Uuid> = tasks.iter().map(|t| t.id.0).collect();
-    let store_ids: Vec<Uuid> = tasks.iter().map(|t| t.store_id.0).collect();
-    sqlx::query(
-        "INSERT INTO task_events (id, task_id, store_id, kind, actor, data)
-         SELECT e.id, e.task_id, e.store_id, $4, 'scheduler', e.data
-           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $5::jsonb[]) AS e(id, task_id, store_id, data)",
-    )
-    .bind(ids)
-    .bind(task_ids)
-    .bind(store_ids)
-    .bind(kind)
-    .bind(data)
-    .execute(conn)
-    .await
-    .map(drop)
+    let task_ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
+    let store_ids: Vec<StoreId> = tasks.iter().map(|t| t.store_id).collect();
+    write::record_many(conn, &task_ids, &store_ids, kind, "scheduler", data).await
 }
 
 #[derive(sqlx::FromRow)]
@@ -127,21 +119,12 @@ impl Overdue {
             .map(|level| serde_json::json!({ "level": level }))
             .collect();
         record_all(&mut tx, &tasks, "overdue", &data).await?;
-        let payloads: Vec<serde_json::Value> = tasks
+        let notices: Vec<TaskOverdue> = tasks
             .iter()
             .zip(&levels)
-            .map(|(task, level)| {
-                let mut payload = repo::event_payload(task);
-                payload["level"] = serde_json::json!(level);
-                payload["notify"] = serde_json::json!(if *level >= 2 {
-                    "regional_manager"
-                } else {
-                    "store_manager"
-                });
-                payload
-            })
+            .map(|(task, level)| TaskOverdue::new(TaskSnapshot::from(task), *level))
             .collect();
-        outbox::enqueue_many(&mut tx, "task.overdue", &payloads).await?;
+        outbox::enqueue_many(&mut tx, &notices).await?;
         tx.commit().await?;
         for level in &levels {
             super::metrics::ESCALATED
@@ -197,8 +180,10 @@ impl Expiry {
         }
         let data = vec![serde_json::json!({}); tasks.len()];
         record_all(&mut tx, &tasks, "expired", &data).await?;
-        let payloads: Vec<serde_json::Value> = tasks.iter().map(repo::event_payload).collect();
-        outbox::enqueue_many(&mut tx, "task.expired", &payloads).await?;
+        let snapshots = tasks.iter().map(TaskSnapshot::from).collect();
+        TaskEventKind::TaskExpired
+            .enqueue_many(&mut tx, snapshots)
+            .await?;
         tx.commit().await?;
         Ok(tasks.len())
     }

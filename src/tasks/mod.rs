@@ -1,16 +1,24 @@
 //! Store tasks: what staff must do, its lifecycle, review, audit trail and the events
 //! others hear about. All status changes go through one transition table.
 
+mod dto;
+pub mod events;
 mod idempotency;
 pub mod jobs;
+pub mod relabel;
 pub mod repo;
+pub mod retention;
 mod routes;
+pub mod seed;
+mod service;
 mod summary_json;
+pub mod write;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use routes::{TaskDto, TaskSummaryDto, router};
+pub use dto::{TaskDto, TaskSummaryDto};
+pub use routes::router;
 
 crate::uuid_id!(TaskId);
 
@@ -24,71 +32,7 @@ pub enum TaskKind {
     Restock,
 }
 
-/// Maps a stored string to an enum; a mismatch is a bug (the database constrains it).
-/// Exported: the other modules' stored enums use it too.
-#[macro_export]
-macro_rules! string_enum {
-    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        impl $ty {
-            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($ty::$variant => $text),+
-                }
-            }
-
-            pub fn parse(raw: &str) -> Result<Self, $crate::error::ApiError> {
-                Self::from_param(raw).ok_or_else(|| {
-                    $crate::error::ApiError::Internal(anyhow::anyhow!(
-                        concat!("unknown ", stringify!($ty), " {:?} in the database"),
-                        raw
-                    ))
-                })
-            }
-
-            pub fn from_param(raw: &str) -> Option<Self> {
-                Self::from_bytes(raw.as_bytes())
-            }
-
-            fn from_bytes(raw: &[u8]) -> Option<Self> {
-                match raw {
-                    $(x if x == $text.as_bytes() => Some($ty::$variant),)+
-                    _ => None,
-                }
-            }
-        }
-
-        /// Read straight from a text column: no `String` per row on hot lists.
-        impl sqlx::Type<sqlx::Postgres> for $ty {
-            fn type_info() -> sqlx::postgres::PgTypeInfo {
-                <&str as sqlx::Type<sqlx::Postgres>>::type_info()
-            }
-
-            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
-                <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
-            }
-        }
-
-        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $ty {
-            fn decode(
-                value: sqlx::postgres::PgValueRef<'r>,
-            ) -> Result<Self, sqlx::error::BoxDynError> {
-                // Matched as bytes: a known value is valid UTF-8 without checking it.
-                let raw = value.as_bytes()?;
-                Self::from_bytes(raw).ok_or_else(|| {
-                    format!(
-                        concat!("unknown ", stringify!($ty), " {:?} in the database"),
-                        String::from_utf8_lossy(raw)
-                    )
-                    .into()
-                })
-            }
-        }
-    };
-}
-
-string_enum!(TaskKind {
+crate::string_enum!(TaskKind {
     Adhoc => "adhoc",
     Checklist => "checklist",
     PriceRelabel => "price_relabel",
@@ -108,7 +52,7 @@ pub enum TaskStatus {
     Expired,
 }
 
-string_enum!(TaskStatus {
+crate::string_enum!(TaskStatus {
     Open => "open",
     InProgress => "in_progress",
     Submitted => "submitted",
@@ -126,7 +70,7 @@ pub enum Priority {
     Urgent,
 }
 
-string_enum!(Priority {
+crate::string_enum!(Priority {
     Low => "low",
     Normal => "normal",
     High => "high",
@@ -144,7 +88,7 @@ pub enum TaskSource {
     StockAlert,
 }
 
-string_enum!(TaskSource {
+crate::string_enum!(TaskSource {
     Manual => "manual",
     Campaign => "campaign",
     Schedule => "schedule",
@@ -187,15 +131,16 @@ impl Action {
         }
     }
 
-    /// The audit-trail entry and outbox routing key for reaching `to`.
-    pub fn recorded_as(self, to: TaskStatus) -> (&'static str, &'static str) {
+    /// The audit-trail entry and the event of reaching `to`.
+    fn recorded_as(self, to: TaskStatus) -> (&'static str, events::TaskEventKind) {
+        use events::TaskEventKind as Event;
         match (self, to) {
-            (Self::Start, _) => ("started", "task.started"),
-            (Self::Complete, TaskStatus::Submitted) => ("submitted", "task.submitted"),
-            (Self::Complete, _) => ("completed", "task.completed"),
-            (Self::Approve, _) => ("approved", "task.completed"),
-            (Self::Redo, _) => ("sent_back", "task.reopened"),
-            (Self::Cancel, _) => ("cancelled", "task.cancelled"),
+            (Self::Start, _) => ("started", Event::TaskStarted),
+            (Self::Complete, TaskStatus::Submitted) => ("submitted", Event::TaskSubmitted),
+            (Self::Complete, _) => ("completed", Event::TaskCompleted),
+            (Self::Approve, _) => ("approved", Event::TaskCompleted),
+            (Self::Redo, _) => ("sent_back", Event::TaskReopened),
+            (Self::Cancel, _) => ("cancelled", Event::TaskCancelled),
         }
     }
 }

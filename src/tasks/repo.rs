@@ -1,5 +1,4 @@
-//! SQL for tasks and their audit trail. Every write here runs in the caller's
-//! transaction, next to the audit event and the outbox row it implies.
+//! Reads of tasks and their audit trail (writes: `write.rs`).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -8,7 +7,6 @@ use uuid::Uuid;
 
 use super::{Priority, TaskId, TaskKind, TaskSource, TaskStatus};
 use crate::{
-    events::outbox,
     stores::{StaffId, StoreId},
     templates::TemplateId,
 };
@@ -24,15 +22,15 @@ pub struct TaskRow {
     pub id: TaskId,
     pub store_id: StoreId,
     pub region: String,
-    pub kind: String,
-    pub source: String,
+    pub kind: TaskKind,
+    pub source: TaskSource,
     pub title: String,
     pub description: Option<String>,
     pub template_id: Option<TemplateId>,
     pub template_version: Option<i32>,
     pub campaign_id: Option<Uuid>,
-    pub status: String,
-    pub priority: String,
+    pub status: TaskStatus,
+    pub priority: Priority,
     pub assignee_id: Option<StaffId>,
     pub review_required: bool,
     pub due_at: DateTime<Utc>,
@@ -48,60 +46,6 @@ pub struct TaskRow {
     pub completed_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub row_version: i32,
-}
-
-pub struct NewTask<'a> {
-    pub store_id: StoreId,
-    pub kind: &'a str,
-    pub source: &'a str,
-    pub title: &'a str,
-    pub description: Option<&'a str>,
-    pub template: Option<(TemplateId, i32)>,
-    pub priority: &'a str,
-    pub assignee_id: Option<StaffId>,
-    pub review_required: bool,
-    pub due_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub created_by: &'a str,
-}
-
-/// Inserts a task with its `created` audit event and `task.created` outbox event.
-pub async fn insert(conn: &mut PgConnection, task: &NewTask<'_>) -> Result<TaskRow, sqlx::Error> {
-    let id = TaskId::generate();
-    sqlx::query(
-        "INSERT INTO tasks (id, store_id, kind, source, title, description, template_id, template_version,
-                            priority, assignee_id, review_required, due_at, expires_at, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(id)
-    .bind(task.store_id)
-    .bind(task.kind)
-    .bind(task.source)
-    .bind(task.title)
-    .bind(task.description)
-    .bind(task.template.map(|t| t.0))
-    .bind(task.template.map(|t| t.1))
-    .bind(task.priority)
-    .bind(task.assignee_id)
-    .bind(task.review_required)
-    .bind(task.due_at)
-    .bind(task.expires_at)
-    .bind(task.created_by)
-    .execute(&mut *conn)
-    .await?;
-    let row = find(&mut *conn, id, false)
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
-    record(
-        &mut *conn,
-        &row,
-        "created",
-        task.created_by,
-        serde_json::json!({"source": task.source}),
-    )
-    .await?;
-    outbox::enqueue(&mut *conn, "task.created", &event_payload(&row)).await?;
-    Ok(row)
 }
 
 /// A task with its region; `lock` takes a row lock for a following update.
@@ -245,115 +189,6 @@ pub async fn list_for_store(
     query.build_query_as().fetch_all(db).await
 }
 
-/// What a transition writes besides the status.
-#[derive(Debug, Default)]
-pub struct TransitionWrite {
-    pub answers: Option<Value>,
-    pub evidence: Option<Value>,
-    pub actor: String,
-}
-
-/// Moves a locked task to `to`, stamping the matching timestamp; bumps the ETag.
-pub async fn set_status(
-    conn: &mut PgConnection,
-    id: TaskId,
-    to: TaskStatus,
-    write: &TransitionWrite,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE tasks SET
-            status = $2,
-            row_version = row_version + 1,
-            updated_at = now(),
-            started_at = CASE WHEN $2 = 'in_progress' THEN COALESCE(started_at, now()) ELSE started_at END,
-            submitted_at = CASE WHEN $2 = 'submitted' THEN now() ELSE submitted_at END,
-            completed_at = CASE WHEN $2 = 'done' THEN now() ELSE completed_at END,
-            cancelled_at = CASE WHEN $2 = 'cancelled' THEN now() ELSE cancelled_at END,
-            completed_by = CASE WHEN $2 IN ('done', 'submitted') AND $3::jsonb IS NOT NULL THEN $5 ELSE completed_by END,
-            answers = COALESCE($3, answers),
-            evidence = COALESCE($4, evidence)
-          WHERE id = $1",
-    )
-    .bind(id)
-    .bind(to.as_str())
-    .bind(write.answers.as_ref().map(Json))
-    .bind(write.evidence.as_ref().map(Json))
-    .bind(&write.actor)
-    .execute(conn)
-    .await
-    .map(drop)
-}
-
-/// The fields `PATCH /tasks/{id}` may change; `None` keeps the current value.
-#[derive(Debug, Default)]
-pub struct TaskChanges {
-    pub assignee: Option<Option<StaffId>>,
-    pub priority: Option<String>,
-    pub due_at: Option<DateTime<Utc>>,
-}
-
-pub async fn update(
-    conn: &mut PgConnection,
-    id: TaskId,
-    changes: &TaskChanges,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE tasks SET
-            assignee_id = CASE WHEN $2 THEN $3 ELSE assignee_id END,
-            priority = COALESCE($4, priority),
-            due_at = COALESCE($5, due_at),
-            row_version = row_version + 1,
-            updated_at = now()
-          WHERE id = $1",
-    )
-    .bind(id)
-    .bind(changes.assignee.is_some())
-    .bind(changes.assignee.flatten())
-    .bind(changes.priority.as_deref())
-    .bind(changes.due_at)
-    .execute(conn)
-    .await
-    .map(drop)
-}
-
-/// Appends to the audit trail.
-pub async fn record(
-    conn: &mut PgConnection,
-    task: &TaskRow,
-    kind: &str,
-    actor: &str,
-    data: Value,
-) -> Result<Uuid, sqlx::Error> {
-    let id = Uuid::now_v7();
-    sqlx::query("INSERT INTO task_events (id, task_id, store_id, kind, actor, data) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(id)
-        .bind(task.id)
-        .bind(task.store_id)
-        .bind(kind)
-        .bind(actor)
-        .bind(Json(data))
-        .execute(conn)
-        .await?;
-    Ok(id)
-}
-
-/// The payload of `task.*` events: enough for consumers to act without a lookup.
-pub fn event_payload(task: &TaskRow) -> Value {
-    serde_json::json!({
-        "task_id": task.id,
-        "store_id": task.store_id,
-        "region": task.region,
-        "kind": task.kind,
-        "source": task.source,
-        "status": task.status,
-        "title": task.title,
-        "assignee_id": task.assignee_id,
-        "campaign_id": task.campaign_id,
-        "due_at": task.due_at,
-        "completed_at": task.completed_at,
-    })
-}
-
 #[derive(Debug, sqlx::FromRow)]
 pub struct TaskEventRow {
     pub id: Uuid,
@@ -395,116 +230,6 @@ pub async fn staff_in_store(
     .bind(store)
     .fetch_one(conn)
     .await
-}
-
-/// A task created in bulk (campaign fan-out, schedules).
-#[derive(Debug, sqlx::FromRow)]
-pub struct CreatedTask {
-    pub id: Uuid,
-    pub store_id: StoreId,
-    pub region: String,
-    pub kind: String,
-    pub title: String,
-    pub due_at: DateTime<Utc>,
-}
-
-/// Appends the `created` audit events of tasks created in bulk, in one statement.
-pub async fn record_created(
-    conn: &mut PgConnection,
-    tasks: &[CreatedTask],
-    source: TaskSource,
-    actor: &str,
-) -> Result<(), sqlx::Error> {
-    let ids: Vec<Uuid> = tasks.iter().map(|_| Uuid::now_v7()).collect();
-    let task_ids: Vec<Uuid> = tasks.iter().map(|t| t.id).collect();
-    let store_ids: Vec<StoreId> = tasks.iter().map(|t| t.store_id).collect();
-    sqlx::query(
-        "INSERT INTO task_events (id, task_id, store_id, kind, actor, data)
-         SELECT e.id, e.task_id, e.store_id, 'created', $4, jsonb_build_object('source', $5::text)
-           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS e(id, task_id, store_id)",
-    )
-    .bind(ids)
-    .bind(task_ids)
-    .bind(store_ids)
-    .bind(actor)
-    .bind(source.as_str())
-    .execute(conn)
-    .await
-    .map(drop)
-}
-
-/// Everything that follows tasks created in bulk (fan-outs, schedules, integrations):
-/// their `created` audit events, one `task.created` event each, and the counter.
-pub async fn announce_created(
-    conn: &mut PgConnection,
-    tasks: &[CreatedTask],
-    source: TaskSource,
-    actor: &str,
-    campaign_id: Option<Uuid>,
-) -> Result<(), sqlx::Error> {
-    if tasks.is_empty() {
-        return Ok(());
-    }
-    record_created(conn, tasks, source, actor).await?;
-    let payloads: Vec<Value> = tasks
-        .iter()
-        .map(|t| {
-            serde_json::json!({
-                "task_id": t.id,
-                "store_id": t.store_id,
-                "region": t.region,
-                "kind": t.kind,
-                "source": source.as_str(),
-                "status": "open",
-                "title": t.title,
-                "campaign_id": campaign_id,
-                "due_at": t.due_at,
-            })
-        })
-        .collect();
-    outbox::enqueue_many(conn, "task.created", &payloads).await?;
-    for task in tasks {
-        super::metrics::CREATED
-            .with_label_values(&[task.kind.as_str(), source.as_str()])
-            .inc();
-    }
-    Ok(())
-}
-
-/// After a task was written outside a staff request (integrations): its audit event
-/// `kind` and the matching `task.<event>` outbox event.
-pub async fn announce_change(
-    conn: &mut PgConnection,
-    id: TaskId,
-    kind: &str,
-    routing_key: &str,
-    actor: &str,
-    data: Value,
-) -> Result<TaskRow, sqlx::Error> {
-    let row = find(&mut *conn, id, false)
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
-    record(&mut *conn, &row, kind, actor, data).await?;
-    outbox::enqueue(&mut *conn, routing_key, &event_payload(&row)).await?;
-    Ok(row)
-}
-
-/// Cancels a locked task on behalf of the system (a superseded relabel task, a cancelled
-/// delivery), with the audit event and `task.cancelled` every cancel has.
-pub async fn cancel_by_system(
-    conn: &mut PgConnection,
-    id: TaskId,
-    actor: &str,
-    data: Value,
-) -> Result<(), sqlx::Error> {
-    let write = TransitionWrite {
-        actor: actor.to_owned(),
-        ..TransitionWrite::default()
-    };
-    set_status(&mut *conn, id, TaskStatus::Cancelled, &write).await?;
-    announce_change(conn, id, "cancelled", "task.cancelled", actor, data)
-        .await
-        .map(drop)
 }
 
 #[cfg(test)]

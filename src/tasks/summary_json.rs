@@ -8,7 +8,7 @@
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use uuid::Uuid;
 
-use super::routes::TaskSummaryDto;
+use super::dto::TaskSummaryDto;
 use crate::http::pagination::Page;
 
 /// A typical summary is ~420 bytes: one allocation for the whole page.

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::{DELIVER_ROUTING_KEY, WebhookId, metrics, repo, signature, target};
+use super::{WebhookId, metrics, repo, signature, target};
 use crate::{
     config::WebhookConfig,
     events::{
+        Event, EventHandler,
         consumer::{Handler, HandlerError, Message},
         outbox,
     },
@@ -19,12 +20,16 @@ use crate::{
 
 /// The message that asks for one POST.
 #[derive(Debug, Serialize, Deserialize)]
-struct DeliveryRequest {
+pub(super) struct DeliveryRequest {
     delivery_id: Uuid,
     webhook_id: WebhookId,
     event_id: Uuid,
     event_type: String,
     data: serde_json::Value,
+}
+
+impl Event for DeliveryRequest {
+    const ROUTING_KEY: &'static str = "webhook.deliver";
 }
 
 /// What receivers get.
@@ -62,7 +67,7 @@ impl Handler for FanOut {
                     data: message.payload.clone(),
                 })
                 .collect();
-            outbox::enqueue_many(tx, DELIVER_ROUTING_KEY, &requests).await?;
+            outbox::enqueue_many(tx, &requests).await?;
             Ok(())
         })
     }
@@ -165,14 +170,14 @@ impl Sender {
     }
 }
 
-impl Handler for Sender {
+impl EventHandler<DeliveryRequest> for Sender {
     fn handle<'a>(
         &'a self,
         tx: &'a mut Transaction<'static, Postgres>,
-        message: &'a Message,
+        request: DeliveryRequest,
+        _message: &'a Message,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
-            let request: DeliveryRequest = message.decode()?;
             let Some((url, secret)) = repo::target(tx, request.webhook_id).await? else {
                 // Deleted since the event: nothing to send.
                 return Ok(());

@@ -18,25 +18,34 @@ use sqlx::PgPool;
 
 pub use routes::router;
 
-use crate::{config::WebhookConfig, events::consumer::Registry};
+use crate::{
+    campaigns::CampaignCreated,
+    config::WebhookConfig,
+    events::{Event, consumer::Registry},
+    ingest::IngestReceived,
+    tasks::events::{
+        TaskCancelled, TaskCompleted, TaskCreated, TaskExpired, TaskOverdue, TaskStarted,
+        TaskSubmitted,
+    },
+};
 
 crate::uuid_id!(WebhookId);
 
 /// Event types a webhook may subscribe to: the public events of SPEC §5.
 pub const PUBLIC_EVENT_TYPES: [&str; 9] = [
-    "task.created",
-    "task.started",
-    "task.submitted",
-    "task.completed",
-    "task.cancelled",
-    "task.expired",
-    "task.overdue",
-    "campaign.created",
-    "ingest.received",
+    TaskCreated::ROUTING_KEY,
+    TaskStarted::ROUTING_KEY,
+    TaskSubmitted::ROUTING_KEY,
+    TaskCompleted::ROUTING_KEY,
+    TaskCancelled::ROUTING_KEY,
+    TaskExpired::ROUTING_KEY,
+    TaskOverdue::ROUTING_KEY,
+    CampaignCreated::ROUTING_KEY,
+    IngestReceived::ROUTING_KEY,
 ];
 
-/// The routing key of one delivery message.
-pub const DELIVER_ROUTING_KEY: &str = "webhook.deliver";
+/// Every routing key this module emits.
+pub const ROUTING_KEYS: &[&str] = &[delivery::DeliveryRequest::ROUTING_KEY];
 
 pub fn register_handlers(
     registry: &mut Registry,
@@ -45,10 +54,10 @@ pub fn register_handlers(
 ) -> anyhow::Result<()> {
     let fan_out = Arc::new(delivery::FanOut);
     for event_type in PUBLIC_EVENT_TYPES {
-        registry.subscribe("webhooks", event_type, fan_out.clone());
+        registry.subscribe_raw("webhooks", event_type, fan_out.clone());
     }
     let sender = delivery::Sender::new(config, db)?;
-    registry.subscribe("webhook-deliveries", DELIVER_ROUTING_KEY, Arc::new(sender));
+    registry.subscribe::<delivery::DeliveryRequest>("webhook-deliveries", Arc::new(sender));
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! The migration ladder: every down migration is proven by applying each migration,
 //! reverting it, and applying it again, then reverting everything to an empty schema.
 
-mod common;
+use crate::common;
 
 use storeops::db::MIGRATOR;
 

@@ -2,7 +2,7 @@
 //! topology, and every event is applied exactly once. The test runs its own RabbitMQ
 //! node (separate name, port and data directory) so it never disturbs the shared one.
 
-mod common;
+use crate::common;
 
 use std::{
     net::TcpListener,
@@ -188,7 +188,7 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_needs_no_manual_step() {
         .expect("table");
     let topology = test_topology(&[200, 500]);
     let mut registry = Registry::default();
-    registry.subscribe("audit", "test.#", Arc::new(Effects));
+    registry.subscribe_raw("audit", "test.#", Arc::new(Effects));
     let worker = RunningWorker::spawn(&db, node.url(), &topology, registry, true, 8);
     worker.wait_connected().await;
 
@@ -198,10 +198,10 @@ async fn a_broker_restart_mid_stream_loses_nothing_and_needs_no_manual_step() {
         tokio::spawn(async move {
             for batch in 0..40 {
                 let mut tx = db.begin().await.expect("begin");
-                let payloads: Vec<serde_json::Value> = (0..10)
-                    .map(|i| serde_json::json!({"batch": batch, "i": i}))
+                let payloads: Vec<common::Streamed> = (0..10)
+                    .map(|i| common::Streamed(serde_json::json!({"batch": batch, "i": i})))
                     .collect();
-                outbox::enqueue_many(&mut tx, "test.stream", &payloads)
+                outbox::enqueue_many(&mut tx, &payloads)
                     .await
                     .expect("enqueue");
                 tx.commit().await.expect("commit");

@@ -2,7 +2,7 @@
 //! (release + NOTIFY) and after SIGKILL (lease expiry), self-fencing when cut off from
 //! the database, and the overdue, escalation and expiry jobs.
 
-mod common;
+use crate::common;
 
 use std::{
     sync::{Arc, Mutex},

@@ -2,7 +2,7 @@
 //! proves that each one refuses bad tokens with 401 and out-of-scope tokens with 403/404.
 //! A new route is covered the moment it is added.
 
-mod common;
+use crate::common;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use common::{TestApp, assert_problem, claims, token};

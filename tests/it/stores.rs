@@ -1,6 +1,6 @@
 //! Regions, stores and staff through HTTP: pagination, scopes, closures.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

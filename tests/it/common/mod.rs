@@ -1,13 +1,13 @@
 //! Test harness: boots the real router on a random loopback port against a fresh
 //! database cloned from a migrated template, on the services `scripts/dev-env` runs.
-#![allow(dead_code)] // each test binary uses a different part of the harness
+#![allow(dead_code)] // tests/trace_propagation.rs uses only part of the harness
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use sqlx::{Connection, Executor, PgConnection, PgPool, postgres::PgPoolOptions};
 use storeops::{
-    auth::{Claims, JwtSigner, JwtVerifier, Role},
-    config::{ConnectionUrl, JwtVerification, Secret, WebhookConfig},
+    auth::{Claims, JwtSigner, Role},
+    config::{ConnectionUrl, Secret},
     events::{
         WorkerSession,
         broker::{self, BrokerStatus},
@@ -15,7 +15,6 @@ use storeops::{
         relay::RelayOptions,
         topology::Topology,
     },
-    http::{AppState, HttpLimits},
     stores::StoreId,
 };
 use tokio::net::TcpListener;
@@ -229,35 +228,31 @@ impl TestApp {
         let env: std::collections::HashMap<String, String> = reporting_env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.replace("{db}", &database)))
-            .chain([("DATABASE_URL".to_owned(), primary_url)])
+            .chain([
+                ("DATABASE_URL".to_owned(), primary_url),
+                ("AUTH_JWT_SECRET".to_owned(), TEST_SECRET.to_owned()),
+                ("HTTP_BODY_LIMIT_BYTES".to_owned(), (64 * 1024).to_string()),
+                (
+                    "HTTP_INGEST_BODY_LIMIT_BYTES".to_owned(),
+                    INGEST_BODY_LIMIT_BYTES.to_string(),
+                ),
+                (
+                    "WEBHOOK_ALLOW_PRIVATE_NETWORKS".to_owned(),
+                    allow_private_webhooks.to_string(),
+                ),
+                ("WEBHOOK_TIMEOUT_SECONDS".to_owned(), "5".to_owned()),
+            ])
             .collect();
         let config = storeops::config::Config::from_lookup(|k| env.get(k).cloned())
-            .expect("reporting configuration");
-        let reports = storeops::reporting::ReadSources::new(&config).expect("reporting pools");
+            .expect("test configuration");
         if stores > 0 {
             storeops::stores::seed::seed_chain(&db, stores, 0)
                 .await
                 .expect("seed chain");
         }
-        let verifier = JwtVerifier::new(&JwtVerification::SharedSecret(Secret::new(TEST_SECRET)))
-            .expect("verifier");
-        let router = storeops::http::router(
-            AppState {
-                db: db.clone(),
-                verifier: Arc::new(verifier),
-                webhooks: WebhookConfig {
-                    allow_private_networks: allow_private_webhooks,
-                    timeout: Duration::from_secs(5),
-                },
-                stores: storeops::stores::StoreDirectory::new(db.clone()),
-                reports: reports.clone(),
-            },
-            HttpLimits {
-                body_limit_bytes: 64 * 1024,
-                ingest_body_limit_bytes: INGEST_BODY_LIMIT_BYTES,
-                request_timeout: Duration::from_secs(30),
-            },
-        );
+        // The same composition root as `storeops api`.
+        let storeops::roles::api::ApiApp { router, reports } =
+            storeops::roles::api::build(&config, db.clone()).expect("api");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let stop = CancellationToken::new();
@@ -434,6 +429,24 @@ impl RunningWorker {
     }
 }
 
+/// Inserts an outbox row with any routing key and payload, as a producer of another
+/// version (or a broken one) would: for tests of the event backbone itself.
+pub async fn enqueue_raw(
+    conn: &mut sqlx::PgConnection,
+    routing_key: &str,
+    payload: &serde_json::Value,
+) -> Uuid {
+    let id = Uuid::now_v7();
+    sqlx::query("INSERT INTO outbox (id, routing_key, payload, headers) VALUES ($1, $2, $3, '{}')")
+        .bind(id)
+        .bind(routing_key)
+        .bind(sqlx::types::Json(payload))
+        .execute(conn)
+        .await
+        .expect("outbox insert");
+    id
+}
+
 /// Polls `check` until it holds; panics with `what` after `limit`.
 pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
@@ -605,4 +618,31 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client")
+}
+
+macro_rules! test_events {
+    ($($name:ident => $key:literal,)+) => {
+        $(
+            /// An event of the tests' own, with any JSON payload.
+            #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+            #[serde(transparent)]
+            pub struct $name(pub serde_json::Value);
+
+            impl storeops::events::Event for $name {
+                const ROUTING_KEY: &'static str = $key;
+            }
+        )+
+    };
+}
+
+test_events! {
+    Happened => "test.happened",
+    RolledBack => "test.rolled_back",
+    Committed => "test.committed",
+    Flaky => "test.flaky",
+    Invalid => "test.invalid",
+    Upkeep => "test.upkeep",
+    Streamed => "test.stream",
+    Benched => "bench.event",
+    Traced => "test.traced",
 }

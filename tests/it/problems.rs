@@ -1,7 +1,7 @@
 //! Malformed requests get a precise 4xx problem+json, never a 5xx and never axum's
 //! plain-text rejections.
 
-mod common;
+use crate::common;
 
 use common::{TestApp, assert_problem, token};
 use storeops::auth::Role;

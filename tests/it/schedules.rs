@@ -2,7 +2,7 @@
 //! workers create each occurrence once per store, closed stores are skipped, and after
 //! downtime only occurrences inside the catch-up window are created.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -107,13 +107,13 @@ async fn occurrences_are_created_once_per_open_store_inside_the_catch_up_window(
     );
 
     // Deliver the first message twice more, as a retry storm would.
-    let payload: serde_json::Value =
+    let payload: sqlx::types::Json<storeops::schedules::ScheduleDue> =
         sqlx::query_scalar("SELECT payload FROM outbox WHERE routing_key = 'schedule.due' LIMIT 1")
             .fetch_one(&app.db)
             .await
             .expect("payload");
     let mut tx = app.db.begin().await.expect("begin");
-    outbox::enqueue_many(&mut tx, "schedule.due", &[payload.clone(), payload])
+    outbox::enqueue_many(&mut tx, &[payload.0.clone(), payload.0])
         .await
         .expect("enqueue");
     tx.commit().await.expect("commit");

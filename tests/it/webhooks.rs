@@ -1,7 +1,7 @@
 //! Webhooks through HTTP and the worker: management rules, SSRF refusal, signed
 //! deliveries to a loopback receiver, retries and dead-lettering.
 
-mod common;
+use crate::common;
 
 use std::{
     sync::{Arc, Mutex},
@@ -16,7 +16,7 @@ use common::{
 use storeops::{
     auth::Role,
     config::WebhookConfig,
-    events::{consumer::Registry, outbox},
+    events::consumer::Registry,
     webhooks::{self, signature},
 };
 
@@ -231,21 +231,20 @@ async fn setup_delivery(
     worker.wait_connected().await;
 
     let mut tx = app.db.begin().await.expect("begin");
-    outbox::enqueue(
+    // Payloads the fan-out passes on unread.
+    common::enqueue_raw(
         &mut tx,
         "task.completed",
         &serde_json::json!({"task_id": "t-1", "store": "S00001"}),
     )
-    .await
-    .expect("enqueue");
+    .await;
     // An event nobody subscribed to: fanned out to no delivery.
-    outbox::enqueue(
+    common::enqueue_raw(
         &mut tx,
         "task.started",
         &serde_json::json!({"task_id": "t-1"}),
     )
-    .await
-    .expect("enqueue");
+    .await;
     tx.commit().await.expect("commit");
     (app, receiver, topology, worker)
 }

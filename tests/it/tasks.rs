@@ -2,7 +2,7 @@
 //! store task list, ETag/If-Match, the transition table, review, permissions, history,
 //! concurrent completion, and the outbox events every change emits.
 
-mod common;
+use crate::common;
 
 use common::{TestApp, assert_problem, token};
 use reqwest::{Method, StatusCode};

@@ -1,7 +1,7 @@
 //! Campaigns through HTTP and the worker: targeting, scope, fan-out exactly one task
 //! per store even when the fan-out message arrives twice, and progress reporting.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -63,9 +63,14 @@ async fn a_chain_wide_campaign_gives_every_store_one_task_even_if_fanned_out_twi
 
     // The same fan-out requested again under a new message id: nothing doubles.
     let mut tx = app.db.begin().await.expect("begin");
-    outbox::enqueue(&mut tx, "campaign.created", &json!({"campaign_id": id}))
-        .await
-        .expect("enqueue");
+    outbox::enqueue(
+        &mut tx,
+        &storeops::campaigns::CampaignCreated {
+            campaign_id: id.parse().expect("campaign id"),
+        },
+    )
+    .await
+    .expect("enqueue");
     tx.commit().await.expect("commit");
     eventually(
         Duration::from_secs(30),

@@ -3,7 +3,7 @@
 //! the raw broker (publish with confirms → consume → ack, no database) in the same run.
 //! Writes target/bench/events.md for docs/PERFORMANCE.md.
 
-mod common;
+use crate::common;
 
 use std::{
     sync::{Arc, Mutex},
@@ -72,10 +72,10 @@ async fn inbox_count(db: &PgPool) -> i64 {
 async fn enqueue_batch(db: &PgPool, n: usize) {
     let mut tx = db.begin().await.expect("begin");
     let now = chrono::Utc::now().timestamp_micros();
-    let payloads: Vec<serde_json::Value> = (0..n)
-        .map(|i| serde_json::json!({"sent_us": now, "i": i}))
+    let payloads: Vec<common::Benched> = (0..n)
+        .map(|i| common::Benched(serde_json::json!({"sent_us": now, "i": i})))
         .collect();
-    outbox::enqueue_many(&mut tx, "bench.event", &payloads)
+    outbox::enqueue_many(&mut tx, &payloads)
         .await
         .expect("enqueue");
     tx.commit().await.expect("commit");
@@ -174,7 +174,7 @@ async fn bench_outbox_to_inbox() {
     let topology = test_topology(&[1000]);
     let sink = Sink::default();
     let mut registry = Registry::default();
-    registry.subscribe("bench", "bench.#", Arc::new(sink.clone()));
+    registry.subscribe_raw("bench", "bench.#", Arc::new(sink.clone()));
     let worker = RunningWorker::spawn(&db, amqp_url(), &topology, registry, true, 64);
     worker.wait_connected().await;
 

@@ -1,7 +1,7 @@
 //! Pruning removes exactly what retention says, in batches, keeps daily statistics of
 //! the pruned tasks, drops whole audit-trail partitions, and a dry run only counts.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -225,7 +225,7 @@ async fn partition_upkeep_makes_outbox_days_ahead_and_events_land_in_them() {
     );
     // The application's ids are UUIDv7: each event lands in today's partition.
     let mut conn = db.acquire().await.expect("conn");
-    let id = storeops::events::outbox::enqueue(&mut conn, "test.upkeep", &serde_json::json!({}))
+    let id = storeops::events::outbox::enqueue(&mut conn, &common::Upkeep(serde_json::json!({})))
         .await
         .expect("enqueue");
     let (partition, day_of_id): (String, String) = sqlx::query_as(

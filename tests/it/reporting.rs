@@ -3,7 +3,7 @@
 //! streaming replica, falling back to the primary when the replica is stopped or
 //! lagging (replay paused); and the analyst role that reads only `reporting`.
 
-mod common;
+use crate::common;
 
 use std::{process::Command, time::Duration};
 

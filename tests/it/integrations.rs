@@ -3,7 +3,7 @@
 //! when the worker is killed half-way), deliveries updated and cancelled, concurrent
 //! stock alerts meeting on one open restock task.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -440,10 +440,13 @@ async fn a_worker_killed_half_way_through_the_chunks_leaves_one_task_per_store_a
     // Every chunk is delivered again (new message ids: the inbox cannot help, the chunk's
     // own applied mark must), and the unacked ones come back from the broker.
     let mut tx = app.db.begin().await.expect("begin");
-    let chunks: Vec<Value> = (0..stores)
-        .map(|no| json!({"ingest_id": id, "chunk_no": no}))
+    let chunks: Vec<storeops::ingest::IngestChunk> = (0..stores)
+        .map(|no| storeops::ingest::IngestChunk {
+            ingest_id: id.parse().expect("ingest id"),
+            chunk_no: i32::try_from(no).expect("small"),
+        })
         .collect();
-    outbox::enqueue_many(&mut tx, "ingest.chunk", &chunks)
+    outbox::enqueue_many(&mut tx, &chunks)
         .await
         .expect("enqueue");
     tx.commit().await.expect("commit");

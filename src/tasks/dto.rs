@@ -1,0 +1,237 @@
+//! What the task routes take and answer: request bodies, queries and DTOs, kept apart
+//! from the rows they are made from.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{
+    Priority, TaskId, TaskKind, TaskSource, TaskStatus,
+    repo::{self, TaskEventRow, TaskRow},
+};
+use crate::{
+    stores::{StaffId, StoreId},
+    templates::{EvidenceRef, TemplateId},
+};
+
+/// A task as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskDto {
+    pub id: TaskId,
+    pub store_id: StoreId,
+    pub kind: TaskKind,
+    pub source: TaskSource,
+    pub title: String,
+    pub description: Option<String>,
+    pub template_id: Option<TemplateId>,
+    pub template_version: Option<i32>,
+    pub campaign_id: Option<Uuid>,
+    pub status: TaskStatus,
+    pub priority: Priority,
+    pub assignee_id: Option<StaffId>,
+    pub review_required: bool,
+    pub due_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<Object>)]
+    pub answers: Option<Value>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub evidence: Option<Value>,
+    pub created_by: String,
+    pub completed_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// Same value as the ETag header.
+    pub version: i32,
+}
+
+/// A task in the store task list; `GET /tasks/{id}` has the rest. The list writes it
+/// with `summary_json` (byte for byte what this derive writes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskSummaryDto {
+    pub id: TaskId,
+    pub store_id: StoreId,
+    pub kind: TaskKind,
+    pub source: TaskSource,
+    pub title: String,
+    pub status: TaskStatus,
+    pub priority: Priority,
+    pub assignee_id: Option<StaffId>,
+    pub review_required: bool,
+    pub due_at: DateTime<Utc>,
+    pub template_id: Option<TemplateId>,
+    pub campaign_id: Option<Uuid>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Same value as the task's ETag.
+    pub version: i32,
+}
+
+impl From<repo::TaskSummaryRow> for TaskSummaryDto {
+    fn from(row: repo::TaskSummaryRow) -> Self {
+        Self {
+            kind: row.kind,
+            source: row.source,
+            status: row.status,
+            priority: row.priority,
+            id: row.id,
+            store_id: row.store_id,
+            title: row.title,
+            assignee_id: row.assignee_id,
+            review_required: row.review_required,
+            due_at: row.due_at,
+            template_id: row.template_id,
+            campaign_id: row.campaign_id,
+            completed_at: row.completed_at,
+            version: row.row_version,
+        }
+    }
+}
+
+impl From<TaskRow> for TaskDto {
+    fn from(row: TaskRow) -> Self {
+        Self {
+            kind: row.kind,
+            source: row.source,
+            status: row.status,
+            priority: row.priority,
+            id: row.id,
+            store_id: row.store_id,
+            title: row.title,
+            description: row.description,
+            template_id: row.template_id,
+            template_version: row.template_version,
+            campaign_id: row.campaign_id,
+            assignee_id: row.assignee_id,
+            review_required: row.review_required,
+            due_at: row.due_at,
+            expires_at: row.expires_at,
+            answers: row.answers.map(|a| a.0),
+            evidence: row.evidence.map(|e| e.0),
+            created_by: row.created_by,
+            completed_by: row.completed_by,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            started_at: row.started_at,
+            submitted_at: row.submitted_at,
+            completed_at: row.completed_at,
+            cancelled_at: row.cancelled_at,
+            version: row.row_version,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TaskListQuery {
+    /// Comma-separated statuses, e.g. `open,in_progress`.
+    pub status: Option<String>,
+    /// Staff id of the assignee.
+    pub assignee: Option<Uuid>,
+    pub kind: Option<String>,
+    /// Only tasks due before this instant (RFC 3339).
+    pub due_before: Option<DateTime<Utc>>,
+    pub cursor: Option<String>,
+    /// 1..=200, default 50.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTaskBody {
+    /// Required unless `template_id` gives one.
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// Create from this template's current version.
+    pub template_id: Option<TemplateId>,
+    /// Default: the template's kind, else `adhoc`.
+    pub kind: Option<TaskKind>,
+    pub priority: Option<Priority>,
+    pub assignee_id: Option<StaffId>,
+    /// Default: now plus the template's due window, else 24 h.
+    pub due_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Distinguishes an absent field (keep) from `null` (clear).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskPatch {
+    /// A staff id of the store, or `null` to unassign.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub assignee_id: Option<Option<StaffId>>,
+    pub priority: Option<Priority>,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteBody {
+    /// Checklist answers by item key, validated against the task's template version.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub answers: serde_json::Map<String, Value>,
+    /// References to evidence (photos) stored elsewhere.
+    #[serde(default)]
+    pub evidence: Vec<EvidenceRef>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyBody {}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskEventDto {
+    pub id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    /// created, started, submitted, completed, approved, sent_back, cancelled, updated, commented, ...
+    pub kind: String,
+    pub actor: String,
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+impl From<TaskEventRow> for TaskEventDto {
+    fn from(e: TaskEventRow) -> Self {
+        Self {
+            id: e.id,
+            occurred_at: e.occurred_at,
+            kind: e.kind,
+            actor: e.actor,
+            data: e.data.0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    pub cursor: Option<String>,
+    /// 1..=200, default 50.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewComment {
+    /// 1-2,000 characters.
+    pub body: String,
+}

@@ -1,0 +1,430 @@
+//! The rules of working on tasks, between the thin handlers of `routes.rs` and the
+//! write API of `write.rs`: defaults, validation against templates and the store, scope
+//! (outside it a task does not exist), the transition table, optimistic concurrency.
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+
+use super::{
+    Action, Priority, TaskId, TaskKind, TaskSource, TaskStatus,
+    dto::{CompleteBody, NewTaskBody, ReasonBody, TaskDto, TaskEventDto, TaskPatch},
+    idempotency,
+    repo::{self, TaskRow},
+    transition,
+    write::{self, NewTask, TaskChanges, TransitionWrite},
+};
+use crate::{
+    auth::Principal,
+    error::{ApiError, FieldError},
+    stores::{RegionCode, StoreId},
+    templates::{self, EvidenceRef},
+};
+
+/// How far ahead a task may be due: work a store plans, not a calendar.
+const MAX_DUE_AHEAD_DAYS: i64 = 366;
+
+/// An `If-Match` precondition: `*` (any version) or one version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMatch {
+    Any,
+    Version(i32),
+}
+
+/// Loads a task for reading, enforcing scope: outside it a task does not exist (404),
+/// so ids cannot be probed.
+async fn readable_task(
+    conn: &mut PgConnection,
+    principal: &Principal,
+    id: TaskId,
+    lock: bool,
+) -> Result<TaskRow, ApiError> {
+    let task = repo::find(conn, id, lock)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("task {id} does not exist")))?;
+    let region =
+        RegionCode::parse(&task.region).map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
+    principal
+        .ensure_store_readable(task.store_id, &region)
+        .map_err(|_| ApiError::NotFound(format!("task {id} does not exist")))?;
+    Ok(task)
+}
+
+fn check_version(task: &TaskRow, expected: Option<IfMatch>) -> Result<(), ApiError> {
+    match expected {
+        Some(IfMatch::Version(version)) if version != task.row_version => {
+            Err(ApiError::PreconditionFailed(format!(
+                "the task changed (now version {}); reload it and retry",
+                task.row_version
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub async fn get(db: &PgPool, principal: &Principal, id: TaskId) -> Result<TaskDto, ApiError> {
+    let mut conn = db.acquire().await?;
+    Ok(readable_task(&mut conn, principal, id, false).await?.into())
+}
+
+/// Creates a task in a store (store manager, HQ); with an idempotency key, a repeated
+/// request answers what the first one did, with the same status.
+pub async fn create(
+    db: &PgPool,
+    principal: &Principal,
+    store: StoreId,
+    key: Option<&str>,
+    body: NewTaskBody,
+) -> Result<(StatusCode, TaskDto), ApiError> {
+    principal.ensure_manages_tasks()?;
+    let mut tx = db.begin().await?;
+    if let Some(key) = key {
+        let fingerprint = idempotency::fingerprint(&format!("POST /stores/{store}/tasks"), &body);
+        if let idempotency::Claim::Replay(status, response) =
+            idempotency::claim(&mut tx, &principal.subject, key, &fingerprint).await?
+        {
+            let task: TaskDto =
+                serde_json::from_value(response).map_err(|e| ApiError::Internal(e.into()))?;
+            return Ok((status, task));
+        }
+    }
+
+    let mut errors = Vec::new();
+    let template = match body.template_id {
+        Some(id) => {
+            let found = templates::find_version(&mut tx, id, None).await?;
+            if found.is_none() {
+                errors.push(FieldError::new("template_id", "no such template"));
+            }
+            found
+        }
+        None => None,
+    };
+    let title = body
+        .title
+        .as_deref()
+        .map(str::trim)
+        .map(str::to_owned)
+        .or_else(|| template.as_ref().map(|t| t.title.clone()))
+        .unwrap_or_default();
+    if !(1..=200).contains(&title.chars().count()) {
+        errors.push(FieldError::new(
+            "title",
+            "is required (1-200 characters) unless a template gives one",
+        ));
+    }
+    let description = body
+        .description
+        .or_else(|| template.as_ref().and_then(|t| t.description.clone()));
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 4000)
+    {
+        errors.push(FieldError::new(
+            "description",
+            "must be at most 4000 characters",
+        ));
+    }
+    let kind = match (body.kind, &template) {
+        (Some(kind), _) => kind,
+        (None, Some(t)) => TaskKind::parse(&t.kind)?,
+        (None, None) => TaskKind::Adhoc,
+    };
+    let now = Utc::now();
+    let window = template
+        .as_ref()
+        .map_or(1440, |t| i64::from(t.due_window_minutes));
+    let due_at = body.due_at.unwrap_or(now + Duration::minutes(window));
+    check_due(due_at, now, &mut errors);
+    if let Some(expires) = body.expires_at
+        && expires <= due_at
+    {
+        errors.push(FieldError::new("expires_at", "must be after due_at"));
+    }
+    if let Some(assignee) = body.assignee_id
+        && !repo::staff_in_store(&mut tx, assignee, store).await?
+    {
+        errors.push(FieldError::new(
+            "assignee_id",
+            "is not active staff of this store",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let row = write::create(
+        &mut tx,
+        &NewTask {
+            store_id: store,
+            kind,
+            source: TaskSource::Manual,
+            title: &title,
+            description: description.as_deref(),
+            template: template.as_ref().map(|t| (t.id, t.version)),
+            priority: body.priority.unwrap_or(Priority::Normal),
+            assignee_id: body.assignee_id,
+            review_required: template.as_ref().is_some_and(|t| t.review_required),
+            due_at,
+            expires_at: body.expires_at,
+            created_by: &principal.subject,
+        },
+    )
+    .await?;
+    let task = TaskDto::from(row);
+    if let Some(key) = key {
+        idempotency::remember(&mut tx, &principal.subject, key, StatusCode::CREATED, &task).await?;
+    }
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, task))
+}
+
+fn check_due(due_at: DateTime<Utc>, now: DateTime<Utc>, errors: &mut Vec<FieldError>) {
+    if due_at > now + Duration::days(MAX_DUE_AHEAD_DAYS) {
+        errors.push(FieldError::new("due_at", "must be within a year"));
+    }
+}
+
+/// Assign, reprioritise or reschedule (store manager, HQ); needs the ETag it is based on.
+pub async fn update(
+    db: &PgPool,
+    principal: &Principal,
+    id: TaskId,
+    expected: Option<IfMatch>,
+    patch: TaskPatch,
+) -> Result<TaskDto, ApiError> {
+    let mut tx = db.begin().await?;
+    let task = readable_task(&mut tx, principal, id, true).await?;
+    principal.ensure_manages_tasks()?;
+    if expected.is_none() {
+        return Err(ApiError::PreconditionRequired(
+            "send If-Match with the task's ETag so concurrent changes are not lost".to_owned(),
+        ));
+    }
+    check_version(&task, expected)?;
+    if matches!(
+        task.status,
+        TaskStatus::Done | TaskStatus::Cancelled | TaskStatus::Expired
+    ) {
+        return Err(ApiError::Conflict(format!(
+            "a {} task cannot be changed",
+            task.status.as_str()
+        )));
+    }
+    let mut errors = Vec::new();
+    if let Some(Some(assignee)) = patch.assignee_id
+        && !repo::staff_in_store(&mut tx, assignee, task.store_id).await?
+    {
+        errors.push(FieldError::new(
+            "assignee_id",
+            "is not active staff of this store",
+        ));
+    }
+    if let Some(due_at) = patch.due_at {
+        check_due(due_at, Utc::now(), &mut errors);
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let changes = TaskChanges {
+        assignee: patch.assignee_id,
+        priority: patch.priority,
+        due_at: patch.due_at,
+    };
+    let updated = write::update(&mut tx, id, &changes, &principal.subject).await?;
+    tx.commit().await?;
+    Ok(updated.into())
+}
+
+/// A transition as staff asked for it.
+pub struct TransitionRequest {
+    pub action: Action,
+    answers: Option<Value>,
+    evidence: Option<Value>,
+    detail: Value,
+}
+
+impl TransitionRequest {
+    /// start, approve: nothing to say.
+    pub fn plain(action: Action) -> Self {
+        Self {
+            action,
+            answers: None,
+            evidence: None,
+            detail: serde_json::json!({}),
+        }
+    }
+
+    /// redo, cancel: an optional reason.
+    pub fn with_reason(action: Action, body: ReasonBody) -> Result<Self, ApiError> {
+        let reason = body
+            .reason
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty());
+        if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+            return Err(ApiError::validation(
+                "reason",
+                "must be at most 500 characters",
+            ));
+        }
+        Ok(Self {
+            detail: serde_json::json!({ "reason": reason }),
+            ..Self::plain(action)
+        })
+    }
+
+    /// complete: checklist answers and evidence.
+    pub fn completion(body: CompleteBody) -> Result<Self, ApiError> {
+        if body.note.as_ref().is_some_and(|n| n.chars().count() > 2000) {
+            return Err(ApiError::validation(
+                "note",
+                "must be at most 2000 characters",
+            ));
+        }
+        let evidence =
+            serde_json::to_value(&body.evidence).map_err(|e| ApiError::Internal(e.into()))?;
+        Ok(Self {
+            action: Action::Complete,
+            detail: serde_json::json!({ "note": body.note, "evidence_count": body.evidence.len() }),
+            answers: Some(Value::Object(body.answers)),
+            evidence: Some(evidence),
+        })
+    }
+}
+
+/// The one way staff change a task's status: lock, check scope and permission, check
+/// the transition table and If-Match, then write status, audit event and outbox event
+/// together.
+pub async fn apply(
+    db: &PgPool,
+    principal: &Principal,
+    id: TaskId,
+    expected: Option<IfMatch>,
+    request: TransitionRequest,
+) -> Result<TaskDto, ApiError> {
+    let mut tx = db.begin().await?;
+    let task = readable_task(&mut tx, principal, id, true).await?;
+    match request.action {
+        Action::Start | Action::Complete => principal.ensure_works_on(task.assignee_id)?,
+        Action::Approve | Action::Redo | Action::Cancel => principal.ensure_manages_tasks()?,
+    }
+    let (from, to) = transition(request.action, task.review_required);
+    if !from.contains(&task.status) {
+        return Err(ApiError::Conflict(format!(
+            "cannot {} a task that is {}",
+            request.action.verb(),
+            task.status.as_str()
+        )));
+    }
+    check_version(&task, expected)?;
+    if request.action == Action::Complete {
+        validate_completion(&mut tx, &task, &request).await?;
+    }
+    let updated = write::transition(
+        &mut tx,
+        id,
+        request.action,
+        to,
+        &TransitionWrite {
+            answers: request.answers,
+            evidence: request.evidence,
+        },
+        &principal.subject,
+        request.detail,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(updated.into())
+}
+
+/// Answers against the template version the task was created from, evidence shapes.
+async fn validate_completion(
+    conn: &mut PgConnection,
+    task: &TaskRow,
+    request: &TransitionRequest,
+) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    let answers = request
+        .answers
+        .as_ref()
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    match (task.template_id, task.template_version) {
+        (Some(template), Some(version)) => {
+            let template = templates::find_version(conn, template, Some(version))
+                .await?
+                .ok_or_else(|| {
+                    ApiError::Internal(anyhow::anyhow!(
+                        "task {} lost its template version",
+                        task.id
+                    ))
+                })?;
+            templates::validate_answers(&template.checklist.0, &answers, &mut errors);
+        }
+        _ => {
+            for key in answers.keys() {
+                errors.push(FieldError::new(
+                    format!("answers.{key}"),
+                    "this task has no checklist",
+                ));
+            }
+        }
+    }
+    if let Some(evidence) = request.evidence.as_ref().and_then(Value::as_array) {
+        if evidence.len() > 20 {
+            errors.push(FieldError::new("evidence", "at most 20 references"));
+        }
+        for (i, item) in evidence.iter().enumerate() {
+            match serde_json::from_value::<EvidenceRef>(item.clone()) {
+                Ok(reference) => reference.validate(&format!("evidence[{i}]"), &mut errors),
+                Err(e) => errors.push(FieldError::new(format!("evidence[{i}]"), e.to_string())),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// The audit trail of a task the caller can see.
+pub async fn history(
+    db: &PgPool,
+    principal: &Principal,
+    id: TaskId,
+    after: Option<(DateTime<Utc>, uuid::Uuid)>,
+    limit: i64,
+) -> Result<Vec<repo::TaskEventRow>, ApiError> {
+    {
+        let mut conn = db.acquire().await?;
+        readable_task(&mut conn, principal, id, false).await?;
+    }
+    Ok(repo::history(db, id, after, limit).await?)
+}
+
+/// Anyone who can see a task may comment on it.
+pub async fn comment(
+    db: &PgPool,
+    principal: &Principal,
+    id: TaskId,
+    body: &str,
+) -> Result<TaskEventDto, ApiError> {
+    let body = body.trim().to_owned();
+    if !(1..=2000).contains(&body.chars().count()) {
+        return Err(ApiError::validation("body", "must be 1-2000 characters"));
+    }
+    let mut tx = db.begin().await?;
+    let task = readable_task(&mut tx, principal, id, false).await?;
+    let data = serde_json::json!({ "body": body });
+    let event_id = write::comment(&mut tx, &task, &principal.subject, data.clone()).await?;
+    tx.commit().await?;
+    Ok(TaskEventDto {
+        id: event_id,
+        occurred_at: Utc::now(),
+        kind: "commented".to_owned(),
+        actor: principal.subject.clone(),
+        data,
+    })
+}
