@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sqlx::{
-    Connection, PgPool,
+    Connection, PgPool, Postgres, Transaction,
     migrate::{MigrateError, Migrator},
     postgres::{PgConnectOptions, PgPoolOptions},
 };
@@ -48,6 +48,56 @@ pub fn connect(config: &Config, application: &str) -> Result<PgPool, ConfigError
         .connect_lazy_with(options))
 }
 
+/// Whether `error` means the connection or the server is gone (a restart, a failover, a
+/// network cut), as opposed to something wrong with the statement: worth a retry on
+/// another connection, and an outage (503) to a client rather than a fault (500).
+pub fn is_connection_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P01/02/03: admin or crash shutdown, starting up.
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
+/// Whether `error` means the database cannot serve now: a lost connection, or no
+/// connection free in time.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::PoolTimedOut) || is_connection_error(error)
+}
+
+/// Begins a transaction. When its connection turns out to be dead before any statement
+/// ran (the server restarted under the pool's idle connections), the pool is swept
+/// and the transaction begun once more on a live connection.
+pub async fn begin(db: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    match db.begin().await {
+        Err(error) if is_connection_error(&error) => {
+            tracing::warn!(%error, "database connection lost; retrying on a fresh one");
+            evict_dead(db).await;
+            db.begin().await
+        }
+        result => result,
+    }
+}
+
+/// Pings every idle connection once and closes the dead ones, so that after a server
+/// restart the next requests get live connections rather than each finding a dead one.
+pub async fn evict_dead(db: &PgPool) {
+    let mut checked = Vec::new();
+    while let Some(mut conn) = db.try_acquire() {
+        if conn.ping().await.is_err() {
+            conn.close_on_drop();
+        }
+        // Held until the sweep ends, so `try_acquire` hands out each idle one once.
+        checked.push(conn);
+    }
+}
+
 /// The version of the newest migration compiled into this binary.
 pub fn expected_schema_version() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
@@ -82,12 +132,18 @@ pub async fn check_schema(db: &PgPool) -> Result<(), String> {
     }
 }
 
+/// Readiness: the database answers. A lost connection sweeps the pool, so the role is
+/// ready again as soon as the server is.
 pub async fn ping(db: &PgPool) -> Result<(), String> {
-    sqlx::query("SELECT 1")
-        .execute(db)
-        .await
-        .map(drop)
-        .map_err(|e| format!("database unreachable: {e}"))
+    match sqlx::query("SELECT 1").execute(db).await {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            if is_connection_error(&error) {
+                evict_dead(db).await;
+            }
+            Err(format!("database unreachable: {error}"))
+        }
+    }
 }
 
 /// One line per migration this build knows, with whether it is applied.

@@ -123,6 +123,12 @@ impl ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Outages here are short (a restart, a failover): come back soon.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -159,12 +165,14 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        match &err {
-            sqlx::Error::PoolTimedOut => {
-                tracing::warn!("database pool exhausted");
-                Self::ServiceUnavailable("the service is busy; retry shortly".to_owned())
-            }
-            _ => Self::Internal(err.into()),
+        if matches!(err, sqlx::Error::PoolTimedOut) {
+            tracing::warn!("database pool exhausted");
+            Self::ServiceUnavailable("the service is busy; retry shortly".to_owned())
+        } else if crate::db::is_unavailable(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            Self::ServiceUnavailable("the database is unavailable; retry shortly".to_owned())
+        } else {
+            Self::Internal(err.into())
         }
     }
 }

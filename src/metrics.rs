@@ -136,26 +136,103 @@ pub fn render() -> String {
     String::from_utf8(buffer).unwrap_or_default()
 }
 
+/// The mobile and web apps whose requests are counted by app and version.
+const APPS: [&str; 3] = ["storeops-android", "storeops-ios", "storeops-web"];
+
 /// `storeops-android/3.12.7 (...)` → (`storeops-android`, `3.12`); anything else folds
-/// into `other` so labels stay bounded.
-pub fn client_labels(user_agent: Option<&str>) -> (&'static str, String) {
-    const APPS: [&str; 3] = ["storeops-android", "storeops-ios", "storeops-web"];
-    let Some(ua) = user_agent else {
-        return ("other", "other".to_owned());
-    };
-    let product = ua.split_whitespace().next().unwrap_or_default();
+/// into `other`. The version is still the client's choice: [`client_labels`] bounds it.
+fn parse_user_agent(user_agent: Option<&str>) -> Option<(&'static str, Option<String>)> {
+    let product = user_agent?.split_whitespace().next().unwrap_or_default();
     let (name, version) = product.split_once('/').unwrap_or((product, ""));
-    let Some(app) = APPS.iter().find(|a| a.eq_ignore_ascii_case(name)) else {
-        return ("other", "other".to_owned());
-    };
+    let app = APPS.iter().find(|a| a.eq_ignore_ascii_case(name))?;
     let mut parts = version.split('.');
-    let small = |p: Option<&str>| {
-        p.filter(|s| (1..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
-            .map(str::to_owned)
+    fn small(part: Option<&str>) -> Option<&str> {
+        part.filter(|s| (1..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
+    }
+    let version = match (small(parts.next()), small(parts.next())) {
+        (Some(major), Some(minor)) => Some(format!("{major}.{minor}")),
+        _ => None,
     };
-    match (small(parts.next()), small(parts.next())) {
-        (Some(major), Some(minor)) => (app, format!("{major}.{minor}")),
-        _ => (app, "other".to_owned()),
+    Some((app, version))
+}
+
+/// Which app versions get a label of their own: a version must be seen
+/// `ADMIT_AFTER` times before it is admitted, and each app admits at most
+/// `VERSIONS_PER_APP` (the first to become common; in practice the releases in the
+/// field). Everything else is `other`, so no client can mint series by inventing
+/// version numbers.
+pub struct ClientVersions {
+    admitted: std::sync::RwLock<Vec<(&'static str, String)>>,
+    candidates: std::sync::Mutex<std::collections::BTreeMap<(&'static str, String), u32>>,
+}
+
+const ADMIT_AFTER: u32 = 50;
+const VERSIONS_PER_APP: usize = 12;
+/// Distinct unadmitted versions remembered at once; past this the counts start over.
+const MAX_CANDIDATES: usize = 1_000;
+
+impl ClientVersions {
+    const fn new() -> Self {
+        Self {
+            admitted: std::sync::RwLock::new(Vec::new()),
+            candidates: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+
+    /// The version label for `version` of `app`: itself once admitted, else `other`.
+    fn label(&self, app: &'static str, version: String) -> String {
+        let admitted =
+            |list: &[(&'static str, String)]| list.iter().any(|(a, v)| *a == app && *v == version);
+        if self.admitted.read().is_ok_and(|list| admitted(&list)) {
+            return version;
+        }
+        let seen = match self.candidates.lock() {
+            Ok(mut candidates) => {
+                if candidates.len() >= MAX_CANDIDATES {
+                    candidates.clear();
+                }
+                let seen = candidates.entry((app, version.clone())).or_insert(0);
+                *seen += 1;
+                *seen
+            }
+            Err(_) => 0,
+        };
+        if seen < ADMIT_AFTER {
+            return "other".to_owned();
+        }
+        let Ok(mut list) = self.admitted.write() else {
+            return "other".to_owned();
+        };
+        if admitted(&list) {
+            return version;
+        }
+        if list.iter().filter(|(a, _)| *a == app).count() >= VERSIONS_PER_APP {
+            return "other".to_owned();
+        }
+        list.push((app, version.clone()));
+        if let Ok(mut candidates) = self.candidates.lock() {
+            candidates.remove(&(app, version.clone()));
+        }
+        version
+    }
+}
+
+static CLIENT_VERSIONS: ClientVersions = ClientVersions::new();
+
+/// The `app` and `version` labels of a request's User-Agent, bounded (see
+/// [`ClientVersions`]).
+pub fn client_labels(user_agent: Option<&str>) -> (&'static str, String) {
+    client_labels_with(&CLIENT_VERSIONS, user_agent)
+}
+
+fn client_labels_with(
+    versions: &ClientVersions,
+    user_agent: Option<&str>,
+) -> (&'static str, String) {
+    match parse_user_agent(user_agent) {
+        Some((app, Some(version))) => (app, versions.label(app, version)),
+        Some((app, None)) => (app, "other".to_owned()),
+        None => ("other", "other".to_owned()),
     }
 }
 
@@ -164,20 +241,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn client_labels_are_bounded() {
+    fn client_labels_parse_app_and_major_minor() {
+        let versions = ClientVersions::new();
+        let label = |ua| client_labels_with(&versions, Some(ua));
+        for _ in 1..ADMIT_AFTER {
+            assert_eq!(
+                label("storeops-ios/4.2.19 (iPhone)"),
+                ("storeops-ios", "other".into())
+            );
+        }
         assert_eq!(
-            client_labels(Some("storeops-ios/4.2.19 (iPhone)")),
-            ("storeops-ios", "4.2".into())
+            label("storeops-ios/4.2.19 (iPhone)"),
+            ("storeops-ios", "4.2".into()),
+            "a version seen often enough gets its own label"
         );
-        assert_eq!(client_labels(Some("curl/8.0")), ("other", "other".into()));
+        assert_eq!(label("storeops-ios/4.2.1"), ("storeops-ios", "4.2".into()));
+        assert_eq!(label("curl/8.0"), ("other", "other".into()));
+        assert_eq!(label("storeops-web/abc"), ("storeops-web", "other".into()));
         assert_eq!(
-            client_labels(Some("storeops-web/abc")),
+            label("storeops-web/12345.1"),
             ("storeops-web", "other".into())
         );
         assert_eq!(
-            client_labels(Some("storeops-web/12345.1")),
-            ("storeops-web", "other".into())
+            client_labels_with(&versions, None),
+            ("other", "other".into())
         );
-        assert_eq!(client_labels(None), ("other", "other".into()));
+    }
+
+    #[test]
+    fn clients_cannot_mint_version_series() {
+        let versions = ClientVersions::new();
+        let mut labels = std::collections::BTreeSet::new();
+        // Every version sent a few times: none becomes common, all stay `other`.
+        for major in 0..1000 {
+            for _ in 0..3 {
+                let ua = format!("storeops-android/{major}.1");
+                labels.insert(client_labels_with(&versions, Some(&ua)).1);
+            }
+        }
+        assert_eq!(labels, ["other".to_owned()].into());
+        // Even versions each sent often: at most VERSIONS_PER_APP labels per app.
+        for major in 0..100 {
+            for _ in 0..ADMIT_AFTER {
+                let ua = format!("storeops-web/{major}.0");
+                labels.insert(client_labels_with(&versions, Some(&ua)).1);
+            }
+        }
+        assert_eq!(labels.len(), VERSIONS_PER_APP + 1, "{labels:?}");
     }
 }

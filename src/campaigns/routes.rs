@@ -174,7 +174,7 @@ async fn create_campaign(
             "give exactly one of due_at or due_local",
         ));
     }
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(&db).await?;
     let template = match body.template_id {
         Some(id) => {
             let found = templates::find_version(&mut tx, id, None).await?;

@@ -54,6 +54,15 @@ pub trait Session: Send + Sync + 'static {
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// Closes a channel whose work is done, before the connection closes. A channel only
+/// dropped is closed by lapin in the background, which races the connection's close and
+/// then logs a connection error on a clean shutdown.
+pub async fn close_channel(channel: &lapin::Channel) {
+    if channel.status().connected() {
+        let _ = channel.close(200, "done".into()).await;
+    }
+}
+
 pub async fn connect(url: &ConnectionUrl, name: &str) -> Result<Connection, BrokerError> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
     Ok(Connection::connect(url.expose(), properties).await?)
@@ -91,6 +100,9 @@ pub async fn supervise(
         let lost = async {
             loop {
                 match events.next().await {
+                    // A channel-level (soft) error closes only its channel; whoever
+                    // owns that channel sees the error and handles it.
+                    Some(lapin::Event::Error(e)) if e.is_amqp_soft_error() => {}
                     Some(lapin::Event::Error(e)) => break e.to_string(),
                     Some(_) => {}
                     None => break "connection closed".to_owned(),

@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use super::{
     Event, EventHandler,
-    broker::BrokerError,
+    broker::{self, BrokerError},
     event::Typed,
     metrics,
     topology::{Topology, topic_matches},
@@ -95,6 +95,9 @@ pub trait Handler: Send + Sync + 'static {
 pub struct ConsumerGroup {
     pub name: &'static str,
     routes: Vec<(String, Arc<dyn Handler>)>,
+    /// Whether this process consumes the group (`--queues`); its queue and bindings
+    /// are declared either way.
+    consumed: bool,
 }
 
 impl ConsumerGroup {
@@ -133,39 +136,45 @@ impl Registry {
             .or_insert_with(|| ConsumerGroup {
                 name: group,
                 routes: Vec::new(),
+                consumed: true,
             })
             .routes
             .push((pattern.to_owned(), handler));
     }
 
+    /// The groups this process consumes.
     pub fn group_names(&self) -> Vec<&'static str> {
-        self.groups.keys().copied().collect()
+        self.groups().map(|g| g.name).collect()
     }
 
-    /// The groups named by `--queues` (all when empty); unknown names are an error.
+    /// Consume only the groups named by `--queues` (all when empty); unknown names are
+    /// an error. The others stay known, so their queues and bindings are still declared.
     pub fn select(mut self, names: &[String]) -> Result<Self, String> {
         if names.is_empty() {
             return Ok(self);
         }
-        let mut selected = BTreeMap::new();
-        for name in names {
-            match self.groups.remove_entry(name.as_str()) {
-                Some((key, group)) => {
-                    selected.insert(key, group);
-                }
-                None if selected.contains_key(name.as_str()) => {}
-                None => {
-                    return Err(format!(
-                        "unknown consumer group {name:?}; known: {}",
-                        self.group_names().join(", ")
-                    ));
-                }
-            }
+        if let Some(unknown) = names
+            .iter()
+            .find(|name| !self.groups.contains_key(name.as_str()))
+        {
+            return Err(format!(
+                "unknown consumer group {unknown:?}; known: {}",
+                self.group_names().join(", ")
+            ));
         }
-        Ok(Self { groups: selected })
+        for group in self.groups.values_mut() {
+            group.consumed = names.iter().any(|name| name == group.name);
+        }
+        Ok(self)
     }
 
+    /// The groups this process consumes.
     pub fn groups(&self) -> impl Iterator<Item = &ConsumerGroup> {
+        self.groups.values().filter(|g| g.consumed)
+    }
+
+    /// Every known group, consumed here or not: the topology to declare.
+    pub fn all_groups(&self) -> impl Iterator<Item = &ConsumerGroup> {
         self.groups.values()
     }
 }
@@ -192,9 +201,14 @@ enum Outcome {
 }
 
 impl Consumers {
-    pub async fn declare(&self, channel: &Channel) -> Result<(), BrokerError> {
-        self.topology.declare_exchanges(channel).await?;
-        for group in self.registry.groups() {
+    /// Declares the whole topology: exchanges and every known group's queues.
+    pub async fn declare(
+        &self,
+        connection: &Connection,
+        channel: &Channel,
+    ) -> Result<(), BrokerError> {
+        self.topology.declare_exchanges(connection).await?;
+        for group in self.registry.all_groups() {
             self.topology
                 .declare_group(channel, group.name, &group.routing_keys())
                 .await?;
@@ -327,6 +341,8 @@ impl GroupWorker {
                 tracing::error!(%queue, error = %e, "message task panicked");
             }
         }
+        broker::close_channel(&channel).await;
+        broker::close_channel(&this.publish).await;
         Ok(())
     }
 
@@ -430,7 +446,7 @@ impl GroupWorker {
         handler: Arc<dyn Handler>,
         message: &Message,
     ) -> Result<Outcome, HandlerError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = crate::db::begin(&self.db).await?;
         let fresh = sqlx::query(
             "INSERT INTO inbox (consumer_group, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )

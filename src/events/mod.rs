@@ -12,6 +12,7 @@ pub mod consumer;
 pub mod dlq;
 mod event;
 pub mod outbox;
+mod queue_gauges;
 pub mod relay;
 pub mod topology;
 pub mod trace_context;
@@ -29,10 +30,12 @@ use self::{
     relay::Relay,
 };
 
-/// The worker's work on one broker connection: the outbox relay and the consumers.
+/// The worker's work on one broker connection: the outbox relay, the consumers and the
+/// queue gauges.
 pub struct WorkerSession {
     pub relay: Option<Relay>,
     pub consumers: Consumers,
+    gauges: queue_gauges::QueueGauges,
 }
 
 impl WorkerSession {
@@ -44,7 +47,12 @@ impl WorkerSession {
         consumer: consumer::ConsumerOptions,
         relay: Option<relay::RelayOptions>,
     ) -> Self {
+        let gauges = queue_gauges::QueueGauges {
+            topology: topology.clone(),
+            groups: registry.all_groups().map(|g| g.name).collect(),
+        };
         Self {
+            gauges,
             relay: relay.map(|options| Relay {
                 db: db.clone(),
                 topology: topology.clone(),
@@ -71,7 +79,7 @@ impl Session for WorkerSession {
             // would come back unroutable. The channel stays open for the session
             // (closing it while consumers start makes lapin log spurious errors).
             let setup = connection.create_channel().await?;
-            self.consumers.declare(&setup).await?;
+            self.consumers.declare(&connection, &setup).await?;
             let relay = async {
                 match &self.relay {
                     Some(relay) => relay.run(&connection, stop.clone()).await,
@@ -79,9 +87,10 @@ impl Session for WorkerSession {
                 }
             };
             let consumers = self.consumers.run(&connection, stop.clone());
-            futures_util::future::try_join(relay, consumers)
-                .await
-                .map(drop)
+            let gauges = self.gauges.run(&connection, stop.clone());
+            futures_util::future::try_join3(relay, consumers, gauges).await?;
+            broker::close_channel(&setup).await;
+            Ok(())
         })
     }
 }
@@ -91,7 +100,7 @@ pub mod metrics {
     use std::sync::LazyLock;
 
     use prometheus::{
-        Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+        Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     };
 
     use crate::metrics::register;
@@ -157,7 +166,34 @@ pub mod metrics {
         )
     });
 
+    pub static QUEUE_MESSAGES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+        register(
+            IntGaugeVec::new(
+                Opts::new(
+                    "storeops_queue_messages",
+                    "Messages in a consumer group's queues by state (ready, retrying in delay queues, dead), and in the unrouted queue; sampled by every worker",
+                ),
+                &["queue", "state"],
+            )
+            .expect("valid metric"),
+        )
+    });
+    pub static QUEUE_CONSUMERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+        register(
+            IntGaugeVec::new(
+                Opts::new(
+                    "storeops_queue_consumers",
+                    "Consumers attached to a consumer group's queue, as the broker counts them",
+                ),
+                &["queue"],
+            )
+            .expect("valid metric"),
+        )
+    });
+
     pub fn init() {
+        LazyLock::force(&QUEUE_MESSAGES);
+        LazyLock::force(&QUEUE_CONSUMERS);
         LazyLock::force(&OUTBOX_PENDING);
         LazyLock::force(&OUTBOX_OLDEST_AGE);
         LazyLock::force(&OUTBOX_PUBLISHED);

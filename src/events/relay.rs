@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    broker::BrokerError,
+    broker::{self, BrokerError},
     metrics,
     outbox::{self, PendingEvent},
     topology::Topology,
@@ -59,6 +59,14 @@ impl Relay {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
+        let outcome = self.relay(&channel, stop).await;
+        if outcome.is_ok() {
+            broker::close_channel(&channel).await;
+        }
+        outcome
+    }
+
+    async fn relay(&self, channel: &Channel, stop: CancellationToken) -> Result<(), BrokerError> {
         let mut listener = None;
         let mut last_gauges = tokio::time::Instant::now() - Duration::from_secs(60);
         loop {
@@ -68,7 +76,7 @@ impl Relay {
             if listener.is_none() {
                 listener = self.listen().await;
             }
-            let outcome = match self.publish_batch(&channel).await {
+            let outcome = match self.publish_batch(channel).await {
                 Ok(outcome) => outcome,
                 // The database is the relay's problem, not the broker's: keep the
                 // connection and try again after a pause.
@@ -133,7 +141,7 @@ impl Relay {
 
     /// Claims one batch, publishes it and records each row's fate, in one transaction.
     pub async fn publish_batch(&self, channel: &Channel) -> Result<BatchOutcome, BrokerError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = crate::db::begin(&self.db).await?;
         let events = outbox::claim(&mut tx, self.options.batch_size).await?;
         if events.is_empty() {
             return Ok(BatchOutcome::default());

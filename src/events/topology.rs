@@ -8,12 +8,23 @@
 //!   the message back to `storeops.G` when it expires;
 //! - `storeops.G.dead`, where permanently failed or exhausted messages wait for
 //!   `storeops dlq replay`.
+//!
+//! Every worker declares every group's queue and bindings, whichever groups it consumes
+//! (`--queues`), so an event is routed to its group's queue even while no worker of
+//! that group runs. An event whose routing key no group subscribes to (`task.updated`
+//! today) goes to the events exchange's alternate exchange, `storeops.unrouted`, into a
+//! bounded queue of the same name (oldest dropped first): the broker never returns it,
+//! so it never lingers in the outbox, and on-call sees the count
+//! (`storeops_queue_messages{queue="storeops.unrouted"}`).
 
 use std::time::Duration;
 
 use lapin::{
-    Channel, ExchangeKind,
-    options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    Channel, Connection, ErrorKind, ExchangeKind,
+    options::{
+        ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    },
+    protocol::{AMQPErrorKind, AMQPSoftError},
     types::{AMQPValue, FieldTable},
 };
 
@@ -31,6 +42,11 @@ pub struct Topology {
 impl Topology {
     pub fn events_exchange(&self) -> String {
         format!("{}.events", self.prefix)
+    }
+
+    /// The events exchange's alternate exchange, and the queue behind it.
+    pub fn unrouted(&self) -> String {
+        format!("{}.unrouted", self.prefix)
     }
 
     pub fn dead_exchange(&self) -> String {
@@ -53,16 +69,43 @@ impl Topology {
             .map(|delay| format!("{}.retry.{}ms", self.queue(group), delay.as_millis()))
     }
 
-    pub async fn declare_exchanges(&self, channel: &Channel) -> Result<(), BrokerError> {
+    /// Declares the exchanges and the unrouted queue. An events exchange declared by an
+    /// older version (without the alternate exchange) is replaced: its bindings go with
+    /// it, and the caller declares every group's bindings right after.
+    pub async fn declare_exchanges(&self, connection: &Connection) -> Result<(), BrokerError> {
         let durable = ExchangeDeclareOptions {
             durable: true,
             ..ExchangeDeclareOptions::default()
         };
+        let channel = connection.create_channel().await?;
+        let unrouted = self.unrouted();
         channel
             .exchange_declare(
-                self.events_exchange().into(),
-                ExchangeKind::Topic,
+                unrouted.clone().into(),
+                ExchangeKind::Fanout,
                 durable,
+                FieldTable::default(),
+            )
+            .await?;
+        let mut bounded = quorum();
+        bounded.insert("x-max-length".into(), AMQPValue::LongInt(UNROUTED_KEPT));
+        bounded.insert("x-overflow".into(), string("drop-head"));
+        channel
+            .queue_declare(
+                unrouted.clone().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                bounded,
+            )
+            .await?;
+        channel
+            .queue_bind(
+                unrouted.clone().into(),
+                unrouted.clone().into(),
+                "".into(),
+                QueueBindOptions::default(),
                 FieldTable::default(),
             )
             .await?;
@@ -74,6 +117,42 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
+        let mut events_args = FieldTable::default();
+        events_args.insert("alternate-exchange".into(), string(&unrouted));
+        let declared = channel
+            .exchange_declare(
+                self.events_exchange().into(),
+                ExchangeKind::Topic,
+                durable,
+                events_args.clone(),
+            )
+            .await;
+        match declared {
+            Ok(()) => {}
+            Err(error) if is_precondition_failed(&error) => {
+                // The broker closed that channel; replace the exchange on a new one.
+                tracing::warn!(
+                    exchange = %self.events_exchange(),
+                    "replacing the events exchange to add its alternate exchange"
+                );
+                let channel = connection.create_channel().await?;
+                channel
+                    .exchange_delete(
+                        self.events_exchange().into(),
+                        ExchangeDeleteOptions::default(),
+                    )
+                    .await?;
+                channel
+                    .exchange_declare(
+                        self.events_exchange().into(),
+                        ExchangeKind::Topic,
+                        durable,
+                        events_args,
+                    )
+                    .await?;
+            }
+            Err(error) => return Err(error.into()),
+        }
         Ok(())
     }
 
@@ -147,6 +226,17 @@ impl Topology {
         }
         Ok(())
     }
+}
+
+/// Unrouted events kept for inspection; older ones are dropped first.
+const UNROUTED_KEPT: i32 = 10_000;
+
+fn is_precondition_failed(error: &lapin::Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::ProtocolError(e)
+            if matches!(e.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED))
+    )
 }
 
 fn quorum() -> FieldTable {

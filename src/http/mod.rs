@@ -127,7 +127,12 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
     .layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-            .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(middleware::request_span)
+                    // Errors are logged once where they are handled (`ApiError`), not again here.
+                    .on_failure(()),
+            )
             .layer(PropagateRequestIdLayer::new(request_id))
             .layer(axum::middleware::from_fn(middleware::track_metrics))
             .layer(axum::middleware::from_fn(

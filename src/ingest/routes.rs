@@ -245,7 +245,7 @@ async fn accept(
             _ => None,
         },
     };
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     let (id, status) = if repo::insert(&mut tx, &new).await? {
         outbox::enqueue(
             &mut tx,

@@ -261,7 +261,7 @@ impl Pruner {
     ) -> Result<u64, JobError> {
         let mut total = 0;
         loop {
-            let mut tx = self.db.begin().await?;
+            let mut tx = crate::db::begin(&self.db).await?;
             // A batch that cannot finish quickly is cut short rather than block others.
             sqlx::raw_sql("SET LOCAL statement_timeout = '5s'; SET LOCAL lock_timeout = '1s'")
                 .execute(&mut *tx)

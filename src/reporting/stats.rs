@@ -90,7 +90,7 @@ pub async fn catch_up(db: &PgPool, budget: Duration) -> Result<Refresh, sqlx::Er
         .fetch_optional(db)
         .await?;
         let to = window_end.unwrap_or(now);
-        let mut tx = db.begin().await?;
+        let mut tx = crate::db::begin(db).await?;
         let rows: i64 = sqlx::query_scalar(REFRESH_WINDOW)
             .bind(from)
             .bind(to)

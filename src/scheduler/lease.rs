@@ -11,7 +11,19 @@ pub const LEASE_NAME: &str = "scheduler";
 pub const RELEASE_CHANNEL: &str = "storeops_scheduler_lease";
 
 /// Takes or renews the lease for `holder`; `true` when `holder` holds it afterwards.
+/// A lost connection (the server restarted under the pool) is swept and the attempt
+/// made once more: the statement is idempotent for its holder.
 pub async fn acquire(db: &PgPool, holder: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
+    match attempt(db, holder, ttl).await {
+        Err(error) if crate::db::is_connection_error(&error) => {
+            crate::db::evict_dead(db).await;
+            attempt(db, holder, ttl).await
+        }
+        result => result,
+    }
+}
+
+async fn attempt(db: &PgPool, holder: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
     let row: Option<String> = sqlx::query_scalar(
         "INSERT INTO scheduler_leases (name, holder, expires_at, acquired_at, renewed_at)
          VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond', clock_timestamp(), clock_timestamp())
@@ -35,7 +47,7 @@ pub async fn acquire(db: &PgPool, holder: &str, ttl: Duration) -> Result<bool, s
 
 /// Gives the lease up and wakes the standbys.
 pub async fn release(db: &PgPool, holder: &str) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     sqlx::query("DELETE FROM scheduler_leases WHERE name = $1 AND holder = $2")
         .bind(LEASE_NAME)
         .bind(holder)

@@ -57,6 +57,9 @@ pub struct Scheduler {
 }
 
 /// One leadership term: its jobs and the token that ends them.
+/// How soon a failed lease attempt is tried again.
+const RETRY_RENEWAL_AFTER: Duration = Duration::from_millis(500);
+
 struct Term {
     stop: CancellationToken,
     jobs: JoinSet<()>,
@@ -74,6 +77,7 @@ impl Scheduler {
         metrics::IS_LEADER.set(0);
         while !stop.is_cancelled() {
             let attempt = Instant::now();
+            let mut renewed = false;
             // A leader's renewal may not outlast its acting time: one that hung past it
             // (an unreachable database) would keep the leader acting after its lease.
             let budget = if term.is_some() {
@@ -83,6 +87,7 @@ impl Scheduler {
             };
             match tokio::time::timeout(budget, lease::acquire(&self.db, &holder, ttl)).await {
                 Ok(Ok(true)) => {
+                    renewed = true;
                     acting_until = attempt + ttl - renew_every;
                     if term.is_none() {
                         tracing::info!(%holder, "became the scheduler leader");
@@ -90,6 +95,7 @@ impl Scheduler {
                     }
                 }
                 Ok(Ok(false)) => {
+                    renewed = true;
                     if let Some(t) = term.take() {
                         tracing::warn!(%holder, "lost the scheduler lease to another process");
                         self.end_term(t).await;
@@ -104,10 +110,17 @@ impl Scheduler {
                     self.end_term(t).await;
                 }
             }
-            let wait = if term.is_some() {
-                renew_every.min(acting_until.saturating_duration_since(Instant::now()))
-            } else {
+            // After a failed renewal a leader tries again soon, not a third of the TTL
+            // later: a database blip shorter than the TTL must not cost the lease.
+            let next = if renewed {
                 renew_every
+            } else {
+                RETRY_RENEWAL_AFTER
+            };
+            let wait = if term.is_some() {
+                next.min(acting_until.saturating_duration_since(Instant::now()))
+            } else {
+                next
             };
             let released = async {
                 match listener.as_mut() {
@@ -236,7 +249,7 @@ pub mod metrics {
                     "storeops_scheduler_job_runs_total",
                     "Scheduler job runs by outcome (success, failure, timeout)",
                 ),
-                &["job", "outcome"],
+                &["name", "outcome"],
             )
             .expect("valid metric"),
         )
@@ -249,7 +262,7 @@ pub mod metrics {
                     "Scheduler job run time",
                 )
                 .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0]),
-                &["job"],
+                &["name"],
             )
             .expect("valid metric"),
         )
@@ -261,7 +274,7 @@ pub mod metrics {
                     "storeops_scheduler_job_last_success_timestamp_seconds",
                     "Unix time of each job's last successful run",
                 ),
-                &["job"],
+                &["name"],
             )
             .expect("valid metric"),
         )

@@ -33,7 +33,7 @@ struct Scheduled {
 
 impl Planner {
     async fn plan(&self, template: &Scheduled, now: DateTime<Utc>) -> Result<(), JobError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = crate::db::begin(&self.db).await?;
         // Row lock: a second planner (a leader in its last fenced moments) waits here.
         let planned_until: Option<DateTime<Utc>> = sqlx::query_scalar(
             "INSERT INTO schedule_progress (template_id, planned_until) VALUES ($1, $2)

@@ -89,7 +89,7 @@ pub struct Overdue {
 
 impl Overdue {
     async fn batch(&self) -> Result<usize, JobError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = crate::db::begin(&self.db).await?;
         let escalated: Vec<Escalated> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH due AS (
                 SELECT id FROM tasks
@@ -157,7 +157,7 @@ pub struct Expiry {
 
 impl Expiry {
     async fn batch(&self) -> Result<usize, JobError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = crate::db::begin(&self.db).await?;
         let tasks: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "WITH due AS (
                 SELECT id FROM tasks

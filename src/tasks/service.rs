@@ -78,7 +78,7 @@ pub async fn create(
     body: NewTaskBody,
 ) -> Result<(StatusCode, TaskDto), ApiError> {
     principal.ensure_manages_tasks()?;
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     if let Some(key) = key {
         let fingerprint = idempotency::fingerprint(&format!("POST /stores/{store}/tasks"), &body);
         if let idempotency::Claim::Replay(status, response) =
@@ -193,7 +193,7 @@ pub async fn update(
     expected: Option<IfMatch>,
     patch: TaskPatch,
 ) -> Result<TaskDto, ApiError> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     let task = readable_task(&mut tx, principal, id, true).await?;
     principal.ensure_manages_tasks()?;
     if expected.is_none() {
@@ -302,7 +302,7 @@ pub async fn apply(
     expected: Option<IfMatch>,
     request: TransitionRequest,
 ) -> Result<TaskDto, ApiError> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     let task = readable_task(&mut tx, principal, id, true).await?;
     match request.action {
         Action::Start | Action::Complete => principal.ensure_works_on(task.assignee_id)?,
@@ -415,7 +415,7 @@ pub async fn comment(
     if !(1..=2000).contains(&body.chars().count()) {
         return Err(ApiError::validation("body", "must be 1-2000 characters"));
     }
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     let task = readable_task(&mut tx, principal, id, false).await?;
     let data = serde_json::json!({ "body": body });
     let event_id = write::comment(&mut tx, &task, &principal.subject, data.clone()).await?;

@@ -43,7 +43,7 @@ pub async fn create(
     fields: &VersionFields<'_>,
     created_by: &str,
 ) -> Result<TemplateVersionRow, sqlx::Error> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     let id = TemplateId::generate();
     sqlx::query("INSERT INTO task_templates (id, current_version, created_by) VALUES ($1, 1, $2)")
         .bind(id)
@@ -92,7 +92,7 @@ pub async fn new_version(
     change: impl FnOnce(&TemplateVersionRow) -> Result<VersionFieldsOwned, crate::error::ApiError>,
     created_by: &str,
 ) -> Result<Option<TemplateVersionRow>, crate::error::ApiError> {
-    let mut tx = db.begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     // Lock the template so concurrent PATCHes queue up and each gets its own version.
     let current: Option<i32> =
         sqlx::query_scalar("SELECT current_version FROM task_templates WHERE id = $1 FOR UPDATE")

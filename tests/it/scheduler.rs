@@ -316,7 +316,7 @@ async fn overdue_work_escalates_twice_and_expired_work_expires() {
         "leader exports the state gauges"
     );
     assert!(
-        metrics.contains("storeops_scheduler_job_runs_total{job=\"overdue\",outcome=\"success\"}")
+        metrics.contains("storeops_scheduler_job_runs_total{name=\"overdue\",outcome=\"success\"}")
     );
     leader.signal("TERM");
     assert_eq!(

@@ -503,7 +503,14 @@ pub async fn teardown(topology: &Topology, groups: &[&str]) {
             let _ = channel.queue_delete(name.into(), Default::default()).await;
         }
     }
-    for exchange in [topology.events_exchange(), topology.dead_exchange()] {
+    let _ = channel
+        .queue_delete(topology.unrouted().into(), Default::default())
+        .await;
+    for exchange in [
+        topology.events_exchange(),
+        topology.dead_exchange(),
+        topology.unrouted(),
+    ] {
         let _ = channel
             .exchange_delete(exchange.into(), Default::default())
             .await;
