@@ -47,6 +47,14 @@ pub enum SourceError {
     Query(#[from] tokio_postgres::Error),
 }
 
+/// Counts a report read by where it was answered (`storeops_report_reads_total`).
+fn answered<T>(value: T, lease: Lease) -> (T, Lease) {
+    metrics::REPORT_READS
+        .with_label_values(&[lease.source.as_str()])
+        .inc();
+    (value, lease)
+}
+
 /// A connection checked out for one report, with where it came from.
 pub struct Lease {
     pub client: Object,
@@ -213,7 +221,7 @@ impl ReadSources {
     {
         let lease = self.acquire().await?;
         let error = match start(&lease.client).await {
-            Ok(value) => return Ok((value, lease)),
+            Ok(value) => return Ok(answered(value, lease)),
             Err(e) => e,
         };
         let retry = lease.replica.is_some() && is_connection_error(&error);
@@ -226,7 +234,7 @@ impl ReadSources {
         }
         let lease = self.acquire().await?;
         match start(&lease.client).await {
-            Ok(value) => Ok((value, lease)),
+            Ok(value) => Ok(answered(value, lease)),
             Err(e) => {
                 drop(Object::take(lease.client));
                 Err(e.into())
@@ -385,7 +393,20 @@ pub fn is_connection_error(error: &tokio_postgres::Error) -> bool {
 pub mod metrics {
     use std::sync::LazyLock;
 
-    use prometheus::{GaugeVec, Opts};
+    use prometheus::{GaugeVec, IntCounterVec, Opts};
+
+    pub static REPORT_READS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+        crate::metrics::register(
+            IntCounterVec::new(
+                Opts::new(
+                    "storeops_report_reads_total",
+                    "Report reads by where they were answered (replica, or primary: none usable or none configured)",
+                ),
+                &["source"],
+            )
+            .expect("valid metric"),
+        )
+    });
 
     pub static REPLICA_LAG: LazyLock<GaugeVec> = LazyLock::new(|| {
         crate::metrics::register(
