@@ -10,7 +10,7 @@
                 scripts/test-dashboards.py check --prometheus http://127.0.0.1:9090)
 
 What `check` asserts, for every panel target (Grafana's variables replaced: `$__rate_interval`
-by 1m, `$__range` by the run's length, every multi-value variable by its "All" value `.*`):
+by 1m, `$__range` by --range seconds, every multi-value variable by its "All" value `.*`):
   - the query parses and evaluates (no error from /api/v1/query);
   - it returns at least one series;
   - each label its legend names ({{label}}) is on the series it returns;
@@ -427,6 +427,7 @@ class Checker:
         self.run_range = run_range
         self.names = None
         self.seen = {}
+        self.excused = {}
 
     def scraped_names(self):
         if self.names is None:
@@ -461,7 +462,10 @@ class Checker:
             selector = name + matchers
             if self.selector_matches(selector):
                 continue
-            if any(name == metric and fragment in matchers for metric, fragment, _ in LEGITIMATELY_ABSENT):
+            reason = next((why for metric, fragment, why in LEGITIMATELY_ABSENT
+                           if name == metric and fragment in matchers), None)
+            if reason:
+                self.excused[selector] = reason
                 continue
             if name not in self.scraped_names():
                 problems.append(f"metric {name} was never scraped")
@@ -499,7 +503,7 @@ def cmd_check(args):
         return 1
     run_range = f"{args.range}s"
     targets = []
-    for file, title, variables, panels in boards:
+    for _, title, variables, panels in boards:
         for panel in panels:
             for target in panel.get("targets", []):
                 where = f'{title} › "{panel["title"]}" [{target.get("refId", "?")}]'
@@ -528,6 +532,8 @@ def cmd_check(args):
         if not failures or time.time() >= deadline:
             break
         time.sleep(3)
+    for selector, reason in sorted(checker.excused.items()):
+        log(f"no data expected: {selector} ({reason})")
     for where, problems in failures.items():
         for problem in problems:
             log(f"FAIL {where}: {problem}")
