@@ -18,7 +18,8 @@ by 1m, `$__range` by --range seconds, every multi-value variable by its "All" va
     selector is one that this run cannot produce (LEGITIMATELY_ABSENT, e.g. 5xx);
 and for every alerting rule: the expression evaluates, the rule's health is ok once
 evaluated, and every metric it reads was scraped. Failures are retried until --wait
-seconds have passed (gauges sampled every ~15 s, jobs, scrapes), then listed.
+seconds have passed (queue gauges are sampled every few seconds, jobs run on ticks), then
+listed.
 """
 
 import argparse
