@@ -101,12 +101,13 @@ def topology_prefix_default():
 
 @functools.lru_cache(maxsize=None)
 def consumer_groups():
-    """Every consumer group a module subscribes (registry.subscribe(GROUP, ...))."""
+    """Every consumer group a module subscribes (registry.subscribe::<Event>(GROUP, ...) or
+    registry.subscribe_raw(GROUP, ...))."""
     groups = set()
     for path in _src_files():
         text = path.read_text()
         consts = dict(re.findall(r'const ([A-Z_][A-Z0-9_]*): &str = "([^"]+)";', text))
-        for arg in re.findall(r'\.subscribe\(\s*("[^"]+"|[A-Z_][A-Z0-9_]*)\s*,', text):
+        for arg in re.findall(r'\.subscribe(?:_raw|::<[^>]+>)?\(\s*("[^"]+"|[A-Z_][A-Z0-9_]*)\s*,', text):
             if arg.startswith('"'):
                 groups.add(arg.strip('"'))
             elif arg in consts:
