@@ -1,13 +1,31 @@
 //! Logs and traces: `tracing` with JSON or pretty output on stderr, plus OpenTelemetry
 //! OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set.
 //!
+//! Every span has an OpenTelemetry trace context whether or not traces are exported, so
+//! every JSON log line inside a span carries `trace_id` and `span_id`: a log line leads
+//! to its trace (HTTP request → outbox → publish → consume are one trace).
+//!
 //! Initialised before the tokio runtime exists: the OTLP exporter uses a blocking HTTP
 //! client on the batch processor's own thread, which must not be created or dropped
 //! inside an async context. Exporting never blocks start-up or requests.
 
-use opentelemetry::{KeyValue, trace::TracerProvider as _};
+use std::fmt;
+
+use opentelemetry::{
+    KeyValue,
+    trace::{TraceContextExt, TracerProvider as _},
+};
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
-use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    fmt::{
+        FmtContext, FormatEvent, FormatFields,
+        format::{Format, Json, JsonFields, Writer},
+    },
+    layer::SubscriberExt,
+    registry::LookupSpan,
+    util::SubscriberInitExt,
+};
 
 use crate::config::LogFormat;
 
@@ -33,12 +51,11 @@ pub fn init(format: LogFormat, role: &str) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // RUST_LOG filters the logs only: traces keep their own level, so quiet logs
     // never silence tracing.
+    let trace_ids = TraceIdSource::default();
     let fmt_layer = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .event_format(json_lines(&trace_ids))
+            .fmt_fields(JsonFields::new())
             .with_writer(std::io::stderr)
             .with_filter(filter)
             .boxed(),
@@ -49,26 +66,112 @@ pub fn init(format: LogFormat, role: &str) -> Telemetry {
     };
     let (provider, otel_error) = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Ok(endpoint) if !endpoint.trim().is_empty() => match otlp_provider(role) {
-            Ok(provider) => (Some(provider), None),
-            Err(e) => (None, Some(e)),
+            Ok(provider) => (provider, None),
+            Err(e) => (local_provider(role), Some(e)),
         },
-        _ => (None, None),
+        _ => (local_provider(role), None),
     };
-    let otel_layer = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("storeops"))
-            .with_filter(EnvFilter::new(
-                "info,h2=off,hyper=off,reqwest=off,tower=off",
-            ))
-    });
+    let otel_layer = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("storeops"))
+        .with_filter(EnvFilter::new(
+            "info,h2=off,hyper=off,reqwest=off,tower=off",
+        ));
     tracing_subscriber::registry()
         .with(fmt_layer)
         .with(otel_layer)
         .init();
+    trace_ids.attach();
     if let Some(error) = otel_error {
         tracing::warn!(%error, "OpenTelemetry export disabled: exporter could not be built");
     }
-    Telemetry { provider }
+    Telemetry {
+        provider: Some(provider),
+    }
+}
+
+fn resource(role: &str) -> Resource {
+    Resource::builder()
+        .with_attributes([
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new("storeops.role", role.to_owned()),
+        ])
+        .build()
+}
+
+/// Traces that go nowhere: spans still get trace and span ids for the logs.
+fn local_provider(role: &str) -> SdkTracerProvider {
+    SdkTracerProvider::builder()
+        .with_resource(resource(role))
+        .build()
+}
+
+/// One JSON object per line: the event's fields flattened, the current span's fields,
+/// and its trace and span ids. Call [`TraceIdSource::attach`] once the subscriber is
+/// the default.
+fn json_lines(source: &TraceIdSource) -> WithTraceIds<Format<Json>> {
+    WithTraceIds {
+        inner: tracing_subscriber::fmt::format()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false),
+        source: source.clone(),
+    }
+}
+
+/// Where a log formatter finds the OpenTelemetry context of a span: the subscriber
+/// itself, which a formatter cannot ask for while it is handling an event (tracing
+/// refuses re-entrant `get_default`), so it is handed over once set up.
+#[derive(Clone, Default)]
+struct TraceIdSource(std::sync::Arc<std::sync::OnceLock<tracing::dispatcher::WeakDispatch>>);
+
+impl TraceIdSource {
+    fn attach(&self) {
+        tracing::dispatcher::get_default(|dispatch| {
+            let _ = self.0.set(dispatch.downgrade());
+        });
+    }
+}
+
+/// The JSON log line of `F` with the current span's `trace_id` and `span_id` added.
+struct WithTraceIds<F> {
+    inner: F,
+    source: TraceIdSource,
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let mut line = String::new();
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        let context = ctx.lookup_current().and_then(|span| {
+            let dispatch = self.source.0.get()?.upgrade()?;
+            tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)
+        });
+        let span = context.as_ref().map(|c| c.span());
+        let ids = span.as_ref().map(|s| s.span_context().clone());
+        match (line.rfind('}'), ids) {
+            (Some(end), Some(ids)) if ids.is_valid() => write!(
+                writer,
+                "{},\"trace_id\":\"{}\",\"span_id\":\"{}\"{}",
+                &line[..end],
+                ids.trace_id(),
+                ids.span_id(),
+                &line[end..]
+            ),
+            _ => writer.write_str(&line),
+        }
+    }
 }
 
 /// Endpoint, headers, protocol and timeouts come from the standard OTEL_* variables.
@@ -76,14 +179,68 @@ fn otlp_provider(role: &str) -> Result<SdkTracerProvider, opentelemetry_otlp::Ex
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .build()?;
-    let resource = Resource::builder()
-        .with_attributes([
-            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-            KeyValue::new("storeops.role", role.to_owned()),
-        ])
-        .build();
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(resource)
+        .with_resource(resource(role))
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_lines_inside_a_span_carry_its_trace_and_span_ids() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let trace_ids = TraceIdSource::default();
+        let provider = local_provider("test");
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(json_lines(&trace_ids))
+                    .fmt_fields(JsonFields::new())
+                    .with_writer(move || writer.clone()),
+            )
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let (trace_id, span_id) = tracing::subscriber::with_default(subscriber, || {
+            trace_ids.attach();
+            tracing::info!("outside any span");
+            let span = tracing::info_span!("request", route = "/x");
+            let _entered = span.enter();
+            tracing::warn!(answer = 42, "inside");
+            let context = span.context();
+            let ids = context.span().span_context().clone();
+            (ids.trace_id().to_string(), ids.span_id().to_string())
+        });
+        let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
+        let parsed: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        assert_eq!(parsed.len(), 2, "{text}");
+        assert!(parsed[0].get("trace_id").is_none(), "{}", parsed[0]);
+        assert_eq!(parsed[1]["trace_id"], trace_id.as_str(), "{}", parsed[1]);
+        assert_eq!(parsed[1]["span_id"], span_id.as_str());
+        assert_eq!(parsed[1]["answer"], 42);
+        assert_eq!(parsed[1]["span"]["route"], "/x");
+    }
 }

@@ -354,11 +354,16 @@ impl GroupWorker {
             .get(ATTEMPT_HEADER)
             .and_then(|a| a.parse().ok())
             .unwrap_or(0u32);
+        let routing_key = headers
+            .get(ROUTING_KEY_HEADER)
+            .map_or(delivery.routing_key.as_str(), String::as_str);
         let span = tracing::info_span!(
-            "message",
-            otel.name = tracing::field::Empty,
+            "consume",
+            otel.name = %format!("consume {routing_key}"),
+            otel.kind = "consumer",
+            messaging.system = "rabbitmq",
             queue = %queue,
-            routing_key = tracing::field::Empty,
+            routing_key,
             message_id = tracing::field::Empty,
             attempt,
         );
@@ -387,10 +392,7 @@ impl GroupWorker {
                 return;
             }
         };
-        let span = tracing::Span::current();
-        span.record("otel.name", format!("consume {}", message.routing_key));
-        span.record("message_id", tracing::field::display(message.id));
-        span.record("routing_key", message.routing_key.as_str());
+        tracing::Span::current().record("message_id", tracing::field::display(message.id));
         let outcome = match self.registry_handler(&message.routing_key) {
             None => Err(HandlerError::Permanent(format!(
                 "no handler in group {} for {}",

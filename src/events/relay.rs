@@ -3,7 +3,7 @@
 //! marks each row only after its confirm. Woken by LISTEN/NOTIFY, with polling as the
 //! fallback for a missed notification.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures_util::future::join_all;
 use lapin::{
@@ -20,6 +20,7 @@ use super::{
     metrics,
     outbox::{self, PendingEvent},
     topology::Topology,
+    trace_context,
 };
 
 pub const NOTIFY_CHANNEL: &str = "storeops_outbox";
@@ -197,7 +198,8 @@ impl Relay {
     }
 
     /// Publishes claimed events and waits for each confirm (mandatory: unroutable ones
-    /// come back as returned).
+    /// come back as returned). Each publish is a PRODUCER span in its event's trace,
+    /// whose context travels in the message's headers to the consumer.
     pub async fn publish(
         &self,
         channel: &Channel,
@@ -205,7 +207,17 @@ impl Relay {
     ) -> Vec<Result<Confirmation, lapin::Error>> {
         let exchange = self.topology.events_exchange();
         let mut confirms = Vec::with_capacity(events.len());
+        let mut spans = Vec::with_capacity(events.len());
         for event in events {
+            let span = tracing::info_span!(
+                "publish",
+                otel.name = %format!("publish {}", event.routing_key),
+                otel.kind = "producer",
+                messaging.system = "rabbitmq",
+                messaging.destination.name = %exchange,
+                messaging.message.id = %event.id,
+            );
+            trace_context::continue_trace(&span, &event.headers.0);
             let confirm = channel
                 .basic_publish(
                     exchange.clone().into(),
@@ -215,18 +227,22 @@ impl Relay {
                         ..BasicPublishOptions::default()
                     },
                     &serde_json::to_vec(&event.payload.0).unwrap_or_default(),
-                    properties(event),
+                    properties(event, trace_context::of(&span)),
                 )
                 .await;
             confirms.push(confirm);
+            spans.push(span);
         }
-        join_all(confirms.into_iter().map(|confirm| async move {
+        let confirmed = join_all(confirms.into_iter().map(|confirm| async move {
             match confirm {
                 Ok(pending) => pending.await,
                 Err(e) => Err(e),
             }
         }))
-        .await
+        .await;
+        // Each publish span ends with its confirm.
+        drop(spans);
+        confirmed
     }
 
     async fn refresh_gauges(&self) {
@@ -240,9 +256,16 @@ impl Relay {
     }
 }
 
-fn properties(event: &PendingEvent) -> BasicProperties {
+/// The message's properties; `trace` (the publish span's context) replaces the trace
+/// context stored with the event.
+fn properties(event: &PendingEvent, trace: HashMap<String, String>) -> BasicProperties {
     let mut headers = FieldTable::default();
-    for (name, value) in event.headers.0.iter() {
+    let stored = event
+        .headers
+        .0
+        .iter()
+        .filter(|(name, _)| !trace.contains_key(*name));
+    for (name, value) in stored.chain(trace.iter()) {
         headers.insert(
             name.clone().into(),
             AMQPValue::LongString(value.clone().into()),

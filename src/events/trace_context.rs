@@ -7,8 +7,13 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// `traceparent`/`tracestate` of the current span (empty without an active trace).
 pub fn current() -> HashMap<String, String> {
+    of(&tracing::Span::current())
+}
+
+/// `traceparent`/`tracestate` of `span`.
+pub fn of(span: &tracing::Span) -> HashMap<String, String> {
     let mut carrier = HashMap::new();
-    let context = tracing::Span::current().context();
+    let context = span.context();
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut carrier));
     carrier
 }

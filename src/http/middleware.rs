@@ -106,6 +106,7 @@ pub fn request_span(request: &Request<Body>) -> tracing::Span {
     let span = tracing::info_span!(
         "http_request",
         otel.name = %format!("{} {route}", request.method()),
+        otel.kind = "server",
         method = %request.method(),
         route,
         request_id,
