@@ -130,59 +130,13 @@ pub struct Config {
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
     pub ingest_body_limit_bytes: usize,
-    pub events: EventsConfig,
-    pub webhooks: WebhookConfig,
-    pub scheduler: SchedulerConfig,
+    // Each module owns the type of its settings; this file parses them all.
+    pub events: crate::events::EventsConfig,
+    pub webhooks: crate::webhooks::WebhookConfig,
+    pub scheduler: crate::scheduler::SchedulerConfig,
     pub retention: crate::maintenance::Retention,
-    pub reporting: ReportingConfig,
+    pub reporting: crate::reporting::ReportingConfig,
     pub ingest: crate::ingest::IngestOptions,
-}
-
-/// Reporting reads (SPEC §7, §9): replica pools, lag limits, statistics refresh.
-#[derive(Debug, Clone)]
-pub struct ReportingConfig {
-    /// Metric label per replica, in DATABASE_REPLICA_URLS order.
-    pub replica_names: Vec<String>,
-    /// A replica further behind than this is skipped.
-    pub max_lag: Duration,
-    pub lag_check_interval: Duration,
-    /// Connections per reporting pool (each replica, and the primary as fallback).
-    pub pool_max: usize,
-    pub statement_timeout: Duration,
-    /// How often the scheduler folds task changes into the daily statistics.
-    pub stats_interval: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct SchedulerConfig {
-    pub lease_ttl: Duration,
-    /// How often the overdue and expiry jobs look for work.
-    pub tick: Duration,
-    /// From the first overdue notice (store manager) to the second (regional manager).
-    pub escalation_delay: Duration,
-    /// Occurrences missed during downtime are created late only inside this window.
-    pub catch_up: Duration,
-}
-
-/// The broker side: topology names, retries, consumer and relay tuning.
-#[derive(Debug, Clone)]
-pub struct EventsConfig {
-    /// Prefix of every exchange and queue (`storeops` → `storeops.events`).
-    pub topology_prefix: String,
-    pub retry_delays: Vec<Duration>,
-    pub delivery_limit: u32,
-    pub message_timeout: Duration,
-    /// 0 = the worker's concurrency.
-    pub prefetch: u16,
-    pub run_relay: bool,
-    pub outbox_batch_size: i64,
-    pub outbox_poll_interval: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct WebhookConfig {
-    pub allow_private_networks: bool,
-    pub timeout: Duration,
 }
 
 impl Config {
@@ -312,7 +266,7 @@ impl Config {
                 256 << 20,
                 1024..=1 << 30,
             )?,
-            events: EventsConfig {
+            events: crate::events::EventsConfig {
                 topology_prefix: env.topology_prefix()?,
                 retry_delays: env
                     .millis_list("WORKER_RETRY_DELAYS_MS", &[5_000, 30_000, 300_000])?,
@@ -327,11 +281,11 @@ impl Config {
                     10..=60_000,
                 )?),
             },
-            webhooks: WebhookConfig {
+            webhooks: crate::webhooks::WebhookConfig {
                 allow_private_networks: env.parse("WEBHOOK_ALLOW_PRIVATE_NETWORKS", false)?,
                 timeout: env.seconds("WEBHOOK_TIMEOUT_SECONDS", 10, 1..=120)?,
             },
-            scheduler: SchedulerConfig {
+            scheduler: crate::scheduler::SchedulerConfig {
                 lease_ttl: env.seconds("SCHEDULER_LEASE_TTL_SECONDS", 15, 3..=300)?,
                 tick: env.seconds("SCHEDULER_TICK_SECONDS", 30, 1..=3600)?,
                 escalation_delay: env.seconds(
@@ -356,7 +310,7 @@ impl Config {
                 // task list's p99 moved +8% on a 2-core host (docs/PERFORMANCE.md).
                 duty_percent: env.parse_in("PRUNE_DUTY_PERCENT", 1, 1..=100)?,
             },
-            reporting: ReportingConfig {
+            reporting: crate::reporting::ReportingConfig {
                 replica_names,
                 max_lag: env.seconds("REPLICA_MAX_LAG_SECONDS", 30, 1..=86_400)?,
                 lag_check_interval: Duration::from_millis(env.parse_in(

@@ -26,17 +26,14 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{
-    auth::JwtVerifier, campaigns, config::WebhookConfig, ingest, reporting, stores, tasks,
-    templates, webhooks,
-};
+use crate::{auth::JwtVerifier, campaigns, ingest, reporting, stores, tasks, templates, webhooks};
 
 /// What handlers can reach; each handler takes only the parts it needs (`FromRef`).
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub db: PgPool,
     pub verifier: Arc<JwtVerifier>,
-    pub webhooks: WebhookConfig,
+    pub webhooks: webhooks::WebhookConfig,
     pub stores: stores::StoreDirectory,
     /// Reporting reads: replicas when fresh enough, else the primary.
     pub reports: Arc<reporting::ReadSources>,

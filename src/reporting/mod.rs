@@ -24,3 +24,18 @@ pub enum GroupBy {
     Store,
     Template,
 }
+
+/// Reporting reads (SPEC §7, §9): replica pools, lag limits, statistics refresh.
+#[derive(Debug, Clone)]
+pub struct ReportingConfig {
+    /// Metric label per replica, in DATABASE_REPLICA_URLS order.
+    pub replica_names: Vec<String>,
+    /// A replica further behind than this is skipped.
+    pub max_lag: std::time::Duration,
+    pub lag_check_interval: std::time::Duration,
+    /// Connections per reporting pool (each replica, and the primary as fallback).
+    pub pool_max: usize,
+    pub statement_timeout: std::time::Duration,
+    /// How often the scheduler folds task changes into the daily statistics.
+    pub stats_interval: std::time::Duration,
+}

@@ -9,13 +9,10 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{WebhookId, metrics, repo, signature, target};
-use crate::{
-    config::WebhookConfig,
-    events::{
-        Event, EventHandler,
-        consumer::{Handler, HandlerError, Message},
-        outbox,
-    },
+use crate::events::{
+    Event, EventHandler,
+    consumer::{Handler, HandlerError, Message},
+    outbox,
 };
 
 /// The message that asks for one POST.
@@ -99,7 +96,7 @@ impl PostFailure {
 }
 
 impl Sender {
-    pub fn new(config: &WebhookConfig, db: PgPool) -> anyhow::Result<Self> {
+    pub fn new(config: &super::WebhookConfig, db: PgPool) -> anyhow::Result<Self> {
         crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(config.timeout)

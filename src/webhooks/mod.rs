@@ -20,7 +20,6 @@ pub use routes::router;
 
 use crate::{
     campaigns::CampaignCreated,
-    config::WebhookConfig,
     events::{Event, consumer::Registry},
     ingest::IngestReceived,
     tasks::events::{
@@ -78,4 +77,10 @@ pub mod metrics {
             .expect("valid metric"),
         )
     });
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub allow_private_networks: bool,
+    pub timeout: std::time::Duration,
 }

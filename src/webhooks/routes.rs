@@ -10,7 +10,6 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{PUBLIC_EVENT_TYPES, WebhookId, repo, target};
 use crate::{
     auth::HqPrincipal,
-    config::WebhookConfig,
     error::{ApiError, FieldError, Problem},
     http::{
         AppState,
@@ -113,7 +112,7 @@ async fn list_webhooks(
 async fn create_webhook(
     HqPrincipal(principal): HqPrincipal,
     State(db): State<PgPool>,
-    State(config): State<WebhookConfig>,
+    State(config): State<super::WebhookConfig>,
     Json(body): Json<NewWebhook>,
 ) -> Result<(StatusCode, Json<CreatedWebhookDto>), ApiError> {
     let mut errors = Vec::new();

@@ -15,7 +15,6 @@ use common::{
 };
 use storeops::{
     auth::Role,
-    config::WebhookConfig,
     events::consumer::Registry,
     webhooks::{self, signature},
 };
@@ -220,7 +219,7 @@ async fn setup_delivery(
     let mut registry = Registry::default();
     webhooks::register_handlers(
         &mut registry,
-        &WebhookConfig {
+        &storeops::webhooks::WebhookConfig {
             allow_private_networks: true,
             timeout: Duration::from_secs(5),
         },
