@@ -12,6 +12,7 @@ pub mod events;
 pub mod http;
 pub mod ids;
 pub mod ingest;
+pub mod input;
 pub mod maintenance;
 pub mod metrics;
 pub mod reporting;

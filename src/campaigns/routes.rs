@@ -45,9 +45,12 @@ pub struct NewCampaign {
     pub priority: Option<Priority>,
     pub target: Target,
     /// One instant for every store (RFC 3339)...
+    #[serde(default, deserialize_with = "crate::input::optional_instant")]
+    #[schema(pattern = "^20[0-9]{2}-")]
     pub due_at: Option<DateTime<Utc>>,
     /// ...or a wall-clock time applied in each store's own time zone.
-    #[schema(value_type = Option<String>, example = "2026-12-01T18:00:00")]
+    #[serde(default, deserialize_with = "crate::input::optional_local")]
+    #[schema(value_type = Option<String>, example = "2026-12-01T18:00:00", pattern = "^20[0-9]{2}-")]
     pub due_local: Option<NaiveDateTime>,
 }
 

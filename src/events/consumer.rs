@@ -75,9 +75,30 @@ pub enum HandlerError {
     Permanent(String),
 }
 
+/// A database error is retried only when another try can succeed (a lost connection,
+/// a deadlock, a lock or statement timeout, a full pool). Data the database refuses
+/// (out of range, invalid, violating a constraint) and statements it cannot run are
+/// refused again on every try: permanent, so the originator hears of it at once.
 impl From<sqlx::Error> for HandlerError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Retryable(format!("database: {error}"))
+        let permanent = match &error {
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                // 22: data exception; 23: integrity constraint; 42: syntax or access.
+                code.starts_with("22") || code.starts_with("23") || code.starts_with("42")
+            }),
+            sqlx::Error::RowNotFound
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::Encode(_)
+            | sqlx::Error::TypeNotFound { .. } => true,
+            _ => false,
+        };
+        if permanent {
+            Self::Permanent(format!("database refused the data: {error}"))
+        } else {
+            Self::Retryable(format!("database: {error}"))
+        }
     }
 }
 
@@ -89,6 +110,18 @@ pub trait Handler: Send + Sync + 'static {
         tx: &'a mut Transaction<'static, Postgres>,
         message: &'a Message,
     ) -> BoxFuture<'a, Result<(), HandlerError>>;
+
+    /// Called once when a message is dead-lettered (its handler's transaction rolled
+    /// back), in a transaction of its own: tell whoever sent it, so no work is lost
+    /// silently. Nothing by default.
+    fn on_dead<'a>(
+        &'a self,
+        _tx: &'a mut Transaction<'static, Postgres>,
+        _message: &'a Message,
+        _reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// One queue and the handlers behind it.
@@ -424,15 +457,38 @@ impl GroupWorker {
                     }
                     None => {
                         tracing::error!(%reason, "handler failed on its last attempt; dead-lettering");
-                        self.settle_dead(delivery, queue).await;
+                        self.dead(delivery, &message, &reason, queue).await;
                     }
                 }
             }
             Err(HandlerError::Permanent(reason)) => {
                 tracing::error!(%reason, "handler failed permanently; dead-lettering");
-                self.settle_dead(delivery, queue).await;
+                self.dead(delivery, &message, &reason, queue).await;
             }
         }
+    }
+
+    /// Tells the handler's originator (`Handler::on_dead`), then dead-letters. If even
+    /// that cannot be recorded (the database is down), the message goes back to the
+    /// queue instead, to be tried again, rather than dying unannounced.
+    async fn dead(&self, delivery: &Delivery, message: &Message, reason: &str, queue: &str) {
+        if let Some(handler) = self.registry_handler(&message.routing_key) {
+            let told = async {
+                let mut tx = crate::db::begin(&self.db).await?;
+                handler.on_dead(&mut tx, message, reason).await?;
+                tx.commit().await
+            };
+            if let Err(error) = told.await {
+                tracing::warn!(%error, "cannot record the failure for its sender; requeueing");
+                let _ = delivery
+                    .acker
+                    .reject(BasicRejectOptions { requeue: true })
+                    .await;
+                count(queue, "requeue");
+                return;
+            }
+        }
+        self.settle_dead(delivery, queue).await;
     }
 
     fn registry_handler(&self, routing_key: &str) -> Option<Arc<dyn Handler>> {

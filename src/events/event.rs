@@ -24,6 +24,17 @@ pub trait EventHandler<E: Event>: Send + Sync + 'static {
         event: E,
         message: &'a Message,
     ) -> BoxFuture<'a, Result<(), HandlerError>>;
+
+    /// The event is dead-lettered (see `Handler::on_dead`); `event` is `None` when its
+    /// payload did not even decode.
+    fn on_dead<'a>(
+        &'a self,
+        _tx: &'a mut Transaction<'static, Postgres>,
+        _event: Option<E>,
+        _reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Decodes the payload into `E` for an [`EventHandler`]; a payload that does not match
@@ -42,5 +53,14 @@ impl<E: Event> Handler for Typed<E> {
             let event: E = message.decode()?;
             self.handler.handle(tx, event, message).await
         })
+    }
+
+    fn on_dead<'a>(
+        &'a self,
+        tx: &'a mut Transaction<'static, Postgres>,
+        message: &'a Message,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        self.handler.on_dead(tx, message.decode().ok(), reason)
     }
 }

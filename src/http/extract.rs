@@ -1,13 +1,14 @@
 //! axum's extractors with our rejection: every malformed path, query or body becomes a
 //! problem+json naming what was wrong, never axum's plain-text body.
 
+use axum::body::Bytes;
 use axum::extract::{
-    FromRequest, FromRequestParts,
+    FromRequest, FromRequestParts, Request,
     rejection::{JsonRejection, PathRejection, QueryRejection},
 };
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::{ApiError, FieldError};
 
@@ -19,9 +20,80 @@ pub struct Query<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON body: `Content-Type: application/json` (or `+json`), within the body limit,
+/// no NUL in any string (422 naming the field), then the type's own rules.
 pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(is_json_content_type);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected Content-Type: application/json".to_owned(),
+            ));
+        }
+        let body =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(
+                        "the request body is larger than this route accepts".to_owned(),
+                    ),
+                    _ => ApiError::BadRequest(rejection.body_text()),
+                })?;
+        parse_json(&body).map(Json)
+    }
+}
+
+fn is_json_content_type(value: &HeaderValue) -> bool {
+    value.to_str().is_ok_and(|ct| {
+        let essence = ct.split(';').next().unwrap_or_default().trim();
+        essence.eq_ignore_ascii_case("application/json")
+            || (essence.starts_with("application/") && essence.ends_with("+json"))
+    })
+}
+
+/// Parses a JSON body: a NUL in any string is refused first (PostgreSQL cannot store
+/// it), naming the field; then the type's own rules, naming the field that broke them.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if crate::input::json_has_nul(body)
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(field) = crate::input::nul_path(&value)
+    {
+        return Err(ApiError::validation(
+            field,
+            "must not contain the NUL character (\\u0000)",
+        ));
+    }
+    axum::Json::<T>::from_bytes(body)
+        .map(|j| j.0)
+        .map_err(ApiError::from)
+}
+
+/// A JSON body that may be empty (transitions): empty, or `null`, means `T::default()`.
+pub fn parse_optional_json<T: DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    let trimmed = body.trim_ascii();
+    if trimmed.is_empty() || trimmed == b"null" {
+        return Ok(T::default());
+    }
+    if !headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(is_json_content_type)
+    {
+        return Err(ApiError::UnsupportedMediaType(
+            "expected Content-Type: application/json".to_owned(),
+        ));
+    }
+    parse_json(body)
+}
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {

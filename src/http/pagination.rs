@@ -43,6 +43,7 @@ impl<K: Serialize + DeserializeOwned> PageRequest<K> {
                 URL_SAFE_NO_PAD
                     .decode(c)
                     .ok()
+                    .filter(|bytes| !crate::input::json_has_nul(bytes))
                     .and_then(|bytes| serde_json::from_slice(&bytes).ok())
                     .ok_or_else(|| {
                         ApiError::validation("cursor", "is not a cursor this API issued")
@@ -50,6 +51,18 @@ impl<K: Serialize + DeserializeOwned> PageRequest<K> {
             })
             .transpose()?;
         Ok(Self { after, limit })
+    }
+
+    /// Refuses a cursor whose key fails `valid` (a forged one: keys this API issues
+    /// always pass), as any other cursor it did not issue.
+    pub fn check(self, valid: impl Fn(&K) -> bool) -> Result<Self, ApiError> {
+        match &self.after {
+            Some(key) if !valid(key) => Err(ApiError::validation(
+                "cursor",
+                "is not a cursor this API issued",
+            )),
+            _ => Ok(self),
+        }
     }
 
     /// Rows to fetch: one more than the page, to learn whether another page exists.

@@ -48,6 +48,20 @@ impl EventHandler<IngestReceived> for Received {
             }
         })
     }
+
+    fn on_dead<'a>(
+        &'a self,
+        tx: &'a mut Transaction<'static, Postgres>,
+        event: Option<IngestReceived>,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            match event {
+                Some(event) => fail_dead(tx, event.ingest_id, None, reason).await,
+                None => Ok(()),
+            }
+        })
+    }
 }
 
 /// The API validated the body, so this only happens if the stored bytes or the code
@@ -70,6 +84,26 @@ pub async fn fail_unreadable(
         },
     )
     .await
+}
+
+/// An ingest whose message was dead-lettered fails visibly: its status says so, with
+/// the reason, so the sender learns it from the status URL.
+pub async fn fail_dead(
+    tx: &mut Transaction<'static, Postgres>,
+    id: IngestId,
+    chunk: Option<i32>,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    let message = match chunk {
+        Some(no) => format!("chunk {no} could not be applied: {reason}"),
+        None => format!("could not be processed: {reason}"),
+    };
+    let error = ItemError {
+        item: None,
+        field: "body".to_owned(),
+        message,
+    };
+    repo::fail_unfinished(tx, id, &error).await
 }
 
 /// Finishes a single-item ingest as `failed` with one error.

@@ -74,6 +74,8 @@ pub struct Delivery {
     pub delivery_id: String,
     pub store_code: String,
     pub supplier: String,
+    #[serde(deserialize_with = "crate::input::instant")]
+    #[schema(pattern = "^20[0-9]{2}-")]
     pub expected_at: DateTime<Utc>,
     #[serde(default)]
     pub lines: Vec<DeliveryLine>,
@@ -153,7 +155,7 @@ impl PriceBatch<'_> {
         if effective.is_none() {
             errors.push(
                 || "effective_at".into(),
-                "must be RFC 3339 (with an offset) or a local time like 2026-12-01T06:00:00",
+                "must be RFC 3339 (with an offset) or a local time like 2026-12-01T06:00:00, in the years 2000-2099",
             );
         }
         if self.items.is_empty() || self.items.len() > MAX_PRICE_LINES {
@@ -206,13 +208,19 @@ impl PriceLine<'_> {
     }
 }
 
+/// RFC 3339, or a store-local wall-clock time; `None` for anything else, or outside the
+/// business calendar (`crate::input`).
 pub fn parse_effective(raw: &str) -> Option<Effective> {
     if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
-        return Some(Effective::At(at.with_timezone(&Utc)));
+        let at = at.with_timezone(&Utc);
+        return crate::input::check_instant(&at)
+            .is_ok()
+            .then_some(Effective::At(at));
     }
     ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())
+        .filter(|local| crate::input::check_local(local).is_ok())
         .map(Effective::Local)
 }
 

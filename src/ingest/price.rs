@@ -230,6 +230,22 @@ impl EventHandler<IngestChunk> for ApplyChunk {
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move { apply(tx, event.ingest_id, event.chunk_no).await })
     }
+
+    fn on_dead<'a>(
+        &'a self,
+        tx: &'a mut Transaction<'static, Postgres>,
+        event: Option<IngestChunk>,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            match event {
+                Some(chunk) => {
+                    handler::fail_dead(tx, chunk.ingest_id, Some(chunk.chunk_no), reason).await
+                }
+                None => Ok(()),
+            }
+        })
+    }
 }
 
 async fn apply(

@@ -234,7 +234,8 @@ pub async fn record_progress(
             items_created = items_created + $6, items_superseded = items_superseded + $7,
             errors = errors || $8, error_count = error_count + jsonb_array_length($8),
             chunks_remaining = chunks_remaining - $9,
-            status = CASE WHEN chunks_remaining - $9 > 0 THEN 'processing'
+            status = CASE WHEN status = 'failed' THEN 'failed'
+                          WHEN chunks_remaining - $9 > 0 THEN 'processing'
                           WHEN $10 THEN 'failed' ELSE 'done' END,
             started_at = COALESCE(started_at, now()),
             finished_at = CASE WHEN chunks_remaining - $9 > 0 THEN NULL ELSE now() END
@@ -250,6 +251,25 @@ pub async fn record_progress(
     .bind(Json(errors))
     .bind(i32::from(chunk_done))
     .bind(failed)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// The ingest's message could not be handled (dead-lettered): it fails, with `error`,
+/// unless it already finished. Chunks applied before stay applied.
+pub async fn fail_unfinished(
+    conn: &mut PgConnection,
+    id: IngestId,
+    error: &ItemError,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE ingests SET status = 'failed', errors = errors || $2, error_count = error_count + 1,
+                started_at = COALESCE(started_at, now()), finished_at = now()
+          WHERE id = $1 AND status IN ('received', 'processing')",
+    )
+    .bind(id)
+    .bind(Json([error]))
     .execute(conn)
     .await
     .map(drop)

@@ -108,7 +108,12 @@ fn period(
     to: Option<NaiveDate>,
 ) -> Result<(NaiveDate, NaiveDate), ApiError> {
     let to = to.unwrap_or_else(|| Utc::now().date_naive());
-    let from = from.unwrap_or(to - chrono::Duration::days(DEFAULT_DAYS - 1));
+    let from = match from {
+        Some(from) => from,
+        None => to
+            .checked_sub_signed(chrono::Duration::days(DEFAULT_DAYS - 1))
+            .ok_or_else(|| ApiError::validation("to", "is too early"))?,
+    };
     if from > to {
         return Err(ApiError::validation("from", "must not be after `to`"));
     }
@@ -125,8 +130,12 @@ fn period(
 #[into_params(parameter_in = Query)]
 pub struct ComplianceParams {
     /// First store-local day (YYYY-MM-DD); default: 29 days before `to`.
+    #[serde(default, deserialize_with = "crate::input::optional_day")]
+    #[param(pattern = "^20[0-9]{2}-")]
     pub from: Option<NaiveDate>,
     /// Last store-local day, inclusive (YYYY-MM-DD); default: today (UTC). At most 366 days after `from`.
+    #[serde(default, deserialize_with = "crate::input::optional_day")]
+    #[param(pattern = "^20[0-9]{2}-")]
     pub to: Option<NaiveDate>,
     /// `region` (default), `store` or `template`.
     pub group_by: Option<GroupBy>,
@@ -359,8 +368,12 @@ async fn overdue(
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
     /// First store-local day (YYYY-MM-DD); default: 29 days before `to`.
+    #[serde(default, deserialize_with = "crate::input::optional_day")]
+    #[param(pattern = "^20[0-9]{2}-")]
     pub from: Option<NaiveDate>,
     /// Last store-local day, inclusive; default: today (UTC). At most 366 days after `from`.
+    #[serde(default, deserialize_with = "crate::input::optional_day")]
+    #[param(pattern = "^20[0-9]{2}-")]
     pub to: Option<NaiveDate>,
     /// Only this region (code).
     pub region: Option<String>,

@@ -394,6 +394,8 @@ async fn list_staff(
 #[serde(deny_unknown_fields)]
 pub struct NewClosure {
     /// Store-local calendar day, `YYYY-MM-DD`.
+    #[serde(deserialize_with = "crate::input::day")]
+    #[schema(pattern = "^20[0-9]{2}-")]
     pub date: chrono::NaiveDate,
     /// Why (holiday, refit); at most 500 characters.
     pub reason: Option<String>,
@@ -411,8 +413,12 @@ struct ClosurePath {
     // Checked by `ScopedStore`; listed so the two-segment path deserialises.
     #[serde(rename = "store_id")]
     _store_id: StoreId,
+    #[serde(deserialize_with = "crate::input::day")]
     date: chrono::NaiveDate,
 }
+
+/// How far ahead a closure may be planned.
+const MAX_CLOSURE_DAYS_AHEAD: i64 = 731;
 
 /// Record a closure day (idempotent: re-posting the same day updates its reason).
 #[utoipa::path(
@@ -453,6 +459,12 @@ async fn add_closure(
         return Err(ApiError::validation(
             "date",
             "must not be in the past (store-local)",
+        ));
+    }
+    if body.date > today + chrono::Duration::days(MAX_CLOSURE_DAYS_AHEAD) {
+        return Err(ApiError::validation(
+            "date",
+            "must be within two years (closures are planned, not a calendar)",
         ));
     }
     let created = repo::add_closure(&db, store.id, body.date, reason.as_deref()).await?;

@@ -133,7 +133,9 @@ pub struct TaskListQuery {
     /// Staff id of the assignee.
     pub assignee: Option<Uuid>,
     pub kind: Option<String>,
-    /// Only tasks due before this instant (RFC 3339).
+    /// Only tasks due before this instant (RFC 3339, years 2000-2099).
+    #[serde(default, deserialize_with = "crate::input::optional_instant")]
+    #[param(pattern = "^20[0-9]{2}-")]
     pub due_before: Option<DateTime<Utc>>,
     pub cursor: Option<String>,
     /// 1..=200, default 50.
@@ -152,8 +154,13 @@ pub struct NewTaskBody {
     pub kind: Option<TaskKind>,
     pub priority: Option<Priority>,
     pub assignee_id: Option<StaffId>,
-    /// Default: now plus the template's due window, else 24 h.
+    /// Default: now plus the template's due window, else 24 h. At most a year ahead.
+    #[serde(default, deserialize_with = "crate::input::optional_instant")]
+    #[schema(pattern = "^20[0-9]{2}-")]
     pub due_at: Option<DateTime<Utc>>,
+    /// After `due_at`, at most a year after it.
+    #[serde(default, deserialize_with = "crate::input::optional_instant")]
+    #[schema(pattern = "^20[0-9]{2}-")]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -172,6 +179,9 @@ pub struct TaskPatch {
     #[schema(value_type = Option<String>, format = Uuid)]
     pub assignee_id: Option<Option<StaffId>>,
     pub priority: Option<Priority>,
+    /// At most a year ahead.
+    #[serde(default, deserialize_with = "crate::input::optional_instant")]
+    #[schema(pattern = "^20[0-9]{2}-")]
     pub due_at: Option<DateTime<Utc>>,
 }
 

@@ -19,8 +19,7 @@ pub fn key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let key = value
         .to_str()
         .ok()
-        .map(str::trim)
-        .filter(|k| (1..=200).contains(&k.len()))
+        .filter(|k| (1..=200).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or_else(|| {
             ApiError::BadRequest(
                 "Idempotency-Key must be 1-200 visible ASCII characters".to_owned(),

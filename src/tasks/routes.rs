@@ -27,7 +27,7 @@ use crate::{
     error::{ApiError, FieldError, Problem},
     http::{
         AppState,
-        extract::{Json, JsonBytes, Path, Query},
+        extract::{Json, JsonBytes, Path, Query, parse_optional_json},
         pagination::{Page, PageRequest},
     },
     stores::{ScopedStore, StaffId, StoreId},
@@ -94,7 +94,8 @@ async fn list_store_tasks(
     State(db): State<PgPool>,
     Query(query): Query<TaskListQuery>,
 ) -> Result<JsonBytes, ApiError> {
-    let page = PageRequest::<(DateTime<Utc>, TaskId)>::parse(query.cursor.as_deref(), query.limit)?;
+    let page = PageRequest::<(DateTime<Utc>, TaskId)>::parse(query.cursor.as_deref(), query.limit)?
+        .check(|(due_at, _)| crate::input::check_instant(due_at).is_ok())?;
     let mut errors = Vec::new();
     let statuses = query.status.as_deref().map(|list| {
         list.split(',')
@@ -214,28 +215,6 @@ async fn patch_task(
     Ok(with_etag(StatusCode::OK, task))
 }
 
-/// Parses an optional JSON body: empty means defaults.
-fn optional_body<T: serde::de::DeserializeOwned + Default>(
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json") || ct.contains("+json"));
-    if !json {
-        return Err(ApiError::UnsupportedMediaType(
-            "expected Content-Type: application/json".to_owned(),
-        ));
-    }
-    axum::Json::<T>::from_bytes(body)
-        .map(|j| j.0)
-        .map_err(ApiError::from)
-}
-
 macro_rules! transition_route {
     ($name:ident, $path:literal, $body:ty, $summary:literal, $make:expr) => {
         #[doc = $summary]
@@ -266,7 +245,7 @@ macro_rules! transition_route {
             headers: HeaderMap,
             body: Bytes,
         ) -> Result<Response, ApiError> {
-            let body: $body = optional_body(&headers, &body)?;
+            let body: $body = parse_optional_json(&headers, &body)?;
             let make: fn($body) -> Result<TransitionRequest, ApiError> = $make;
             let task = service::apply(&db, &principal, id, if_match(&headers)?, make(body)?).await?;
             Ok(with_etag(StatusCode::OK, task))
@@ -330,7 +309,8 @@ async fn task_history(
     Path(id): Path<TaskId>,
     Query(query): Query<HistoryQuery>,
 ) -> Result<Json<Page<TaskEventDto>>, ApiError> {
-    let page = PageRequest::<(DateTime<Utc>, Uuid)>::parse(query.cursor.as_deref(), query.limit)?;
+    let page = PageRequest::<(DateTime<Utc>, Uuid)>::parse(query.cursor.as_deref(), query.limit)?
+        .check(|(at, _)| crate::input::check_instant(at).is_ok())?;
     let rows = service::history(&db, &principal, id, page.after, page.fetch_limit()).await?;
     Ok(Json(
         page.page(rows, |e| (e.occurred_at, e.id))

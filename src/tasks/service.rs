@@ -22,8 +22,11 @@ use crate::{
     templates::{self, EvidenceRef},
 };
 
-/// How far ahead a task may be due: work a store plans, not a calendar.
-const MAX_DUE_AHEAD_DAYS: i64 = 366;
+/// How far from now a task may be due, either way: work a store plans (or records
+/// late), not a calendar.
+const MAX_DUE_DAYS_FROM_NOW: i64 = 366;
+/// How long after its due time a task may stay open before it expires.
+const MAX_EXPIRY_AFTER_DUE_DAYS: i64 = 366;
 
 /// An `If-Match` precondition: `*` (any version) or one version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,10 +140,15 @@ pub async fn create(
         .map_or(1440, |t| i64::from(t.due_window_minutes));
     let due_at = body.due_at.unwrap_or(now + Duration::minutes(window));
     check_due(due_at, now, &mut errors);
-    if let Some(expires) = body.expires_at
-        && expires <= due_at
-    {
-        errors.push(FieldError::new("expires_at", "must be after due_at"));
+    if let Some(expires) = body.expires_at {
+        if expires <= due_at {
+            errors.push(FieldError::new("expires_at", "must be after due_at"));
+        } else if expires > due_at + Duration::days(MAX_EXPIRY_AFTER_DUE_DAYS) {
+            errors.push(FieldError::new(
+                "expires_at",
+                "must be within a year after due_at",
+            ));
+        }
     }
     if let Some(assignee) = body.assignee_id
         && !repo::staff_in_store(&mut tx, assignee, store).await?
@@ -180,8 +188,8 @@ pub async fn create(
 }
 
 fn check_due(due_at: DateTime<Utc>, now: DateTime<Utc>, errors: &mut Vec<FieldError>) {
-    if due_at > now + Duration::days(MAX_DUE_AHEAD_DAYS) {
-        errors.push(FieldError::new("due_at", "must be within a year"));
+    if (due_at - now).num_days().abs() > MAX_DUE_DAYS_FROM_NOW {
+        errors.push(FieldError::new("due_at", "must be within a year of now"));
     }
 }
 

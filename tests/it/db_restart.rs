@@ -23,7 +23,11 @@ impl OwnPostgres {
     fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("storeops-pg-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("data dir");
-        let port = common::free_port();
+        // Never the shared services' ports, which another test may have freed a moment
+        // (the reporting test stops and restarts the shared replica).
+        let port = std::iter::repeat_with(common::free_port)
+            .find(|p| !(55432..=55433).contains(p))
+            .expect("a free port");
         let pg = Self { dir, port };
         if is_root() {
             // PostgreSQL refuses to run as root (as scripts/dev-env does, run it as `postgres`).

@@ -12,6 +12,7 @@ mod common;
 mod dashboards;
 mod db_restart;
 mod events;
+mod hostile;
 mod integrations;
 mod lifecycle;
 mod migrations;

@@ -1,0 +1,173 @@
+//! What the API accepts, checked where a request is read, once for every field of its
+//! kind: instants and days inside the calendar the business works in (and PostgreSQL
+//! can store), and no NUL character in any text (PostgreSQL refuses it in `text` and
+//! `jsonb`). The OpenAPI document states the same bounds (`pattern` on the fields that
+//! use these readers), so it cannot promise more than the server takes.
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
+use serde::{Deserialize, Deserializer, de::Error as _};
+
+/// Years an instant or a day sent to the API may fall in.
+pub const FIRST_YEAR: i32 = 2000;
+pub const LAST_YEAR: i32 = 2099;
+
+/// The OpenAPI `pattern` of an instant or day in [`FIRST_YEAR`]..=[`LAST_YEAR`]
+/// (the attributes repeat it as a literal).
+pub const YEAR_PATTERN: &str = "^20[0-9]{2}-";
+
+fn in_calendar(year: i32) -> Result<(), String> {
+    if (FIRST_YEAR..=LAST_YEAR).contains(&year) {
+        Ok(())
+    } else {
+        Err(format!("must be in the years {FIRST_YEAR} to {LAST_YEAR}"))
+    }
+}
+
+/// An RFC 3339 instant in the business calendar.
+pub fn check_instant(at: &DateTime<Utc>) -> Result<(), String> {
+    in_calendar(at.year())
+}
+
+/// A store-local date and time in the business calendar.
+pub fn check_local(at: &NaiveDateTime) -> Result<(), String> {
+    in_calendar(at.year())
+}
+
+/// A day in the business calendar.
+pub fn check_day(day: &NaiveDate) -> Result<(), String> {
+    in_calendar(day.year())
+}
+
+/// `deserialize_with` for an instant field.
+pub fn instant<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    let at = DateTime::<Utc>::deserialize(d)?;
+    check_instant(&at).map_err(D::Error::custom)?;
+    Ok(at)
+}
+
+/// `deserialize_with` for an optional instant field (with `#[serde(default)]`).
+pub fn optional_instant<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
+    Option::<DateTime<Utc>>::deserialize(d)?
+        .map(|at| check_instant(&at).map(|()| at))
+        .transpose()
+        .map_err(D::Error::custom)
+}
+
+/// `deserialize_with` for an optional store-local date and time.
+pub fn optional_local<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDateTime>, D::Error> {
+    Option::<NaiveDateTime>::deserialize(d)?
+        .map(|at| check_local(&at).map(|()| at))
+        .transpose()
+        .map_err(D::Error::custom)
+}
+
+/// `deserialize_with` for a day field.
+pub fn day<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+    let day = NaiveDate::deserialize(d)?;
+    check_day(&day).map_err(D::Error::custom)?;
+    Ok(day)
+}
+
+/// `deserialize_with` for an optional day field (with `#[serde(default)]`).
+pub fn optional_day<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+    Option::<NaiveDate>::deserialize(d)?
+        .map(|day| check_day(&day).map(|()| day))
+        .transpose()
+        .map_err(D::Error::custom)
+}
+
+/// Whether JSON text holds a NUL character in a string (`\u0000`; a raw NUL byte is
+/// not JSON at all). An escaped backslash followed by `u0000` is just text.
+pub fn json_has_nul(json: &[u8]) -> bool {
+    let needle = b"u0000";
+    let mut at = 0;
+    while let Some(found) = json[at..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + at)
+    {
+        let backslashes = json[..found]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if backslashes % 2 == 1 {
+            return true;
+        }
+        at = found + 1;
+    }
+    false
+}
+
+/// The path of the first string holding a NUL in a JSON document (`title`,
+/// `items[3].label`; `body` for the document itself), for the problem's field error.
+pub fn nul_path(json: &serde_json::Value) -> Option<String> {
+    fn walk(value: &serde_json::Value, path: &str) -> Option<String> {
+        let here = || {
+            if path.is_empty() {
+                "body".to_owned()
+            } else {
+                path.to_owned()
+            }
+        };
+        match value {
+            serde_json::Value::String(s) if s.contains('\0') => Some(here()),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| walk(item, &format!("{path}[{i}]"))),
+            serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+                if key.contains('\0') {
+                    return Some(here());
+                }
+                let path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                walk(item, &path)
+            }),
+            _ => None,
+        }
+    }
+    walk(json, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_escapes_are_told_from_escaped_backslashes() {
+        assert!(json_has_nul(br#"{"title": "a\u0000b"}"#));
+        assert!(json_has_nul(br#"{"title": "\\\u0000"}"#));
+        assert!(!json_has_nul(br#"{"title": "\\u0000"}"#));
+        assert!(!json_has_nul(br#"{"title": "u0000"}"#));
+        assert!(!json_has_nul(br#"{"n": 10000}"#));
+    }
+
+    #[test]
+    fn the_nul_is_found_by_path() {
+        let value: serde_json::Value =
+            serde_json::from_str(r#"{"a": 1, "items": [{"x": "ok"}, {"x": "b\u0000"}]}"#)
+                .expect("json");
+        assert_eq!(nul_path(&value).as_deref(), Some("items[1].x"));
+        let value: serde_json::Value = serde_json::from_str(r#""\u0000""#).expect("json");
+        assert_eq!(nul_path(&value).as_deref(), Some("body"));
+    }
+
+    #[test]
+    fn instants_outside_the_calendar_are_refused() {
+        let read = |s: &str| instant(serde_json::Value::String(s.to_owned()));
+        assert!(read("2026-12-02T10:00:00Z").is_ok());
+        assert!(read("1999-12-31T23:59:59Z").is_err());
+        assert!(read("2100-01-01T00:00:00Z").is_err());
+        assert!(read("+200000-01-01T00:00:00Z").is_err());
+        let day = |s: &str| super::day(serde_json::Value::String(s.to_owned()));
+        assert!(day("2026-12-24").is_ok());
+        assert!(day("-262143-01-01").is_err());
+        assert!(day("0000-01-01").is_err());
+    }
+}

@@ -1,0 +1,446 @@
+//! Hostile input never yields a 5xx or a silently lost message (issue: NUL characters,
+//! dates outside PostgreSQL's range, forged cursors, unbounded dates, loose
+//! Idempotency-Keys): each gets a precise 4xx naming the field, and a message its
+//! handler can never apply fails the ingest visibly instead of vanishing.
+
+use std::time::Duration;
+
+use crate::common::{
+    self, RunningWorker, TestApp, amqp_url, eventually, teardown, test_topology, token,
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use reqwest::Method;
+use serde_json::{Value, json};
+use storeops::{auth::Role, events::consumer::Registry};
+
+async fn send(app: &TestApp, method: Method, path: &str, token: &str, body: &str) -> (u16, Value) {
+    let mut request = app.client.request(method, app.url(path)).bearer_auth(token);
+    if !body.is_empty() {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.expect("send");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Asserts a 422 whose first field error names `field`.
+async fn refused(app: &TestApp, method: Method, path: &str, token: &str, body: &str, field: &str) {
+    let (status, problem) = send(app, method.clone(), path, token, body).await;
+    assert_eq!(status, 422, "{method} {path} {body}: {problem}");
+    assert_eq!(
+        problem["errors"][0]["field"], field,
+        "{method} {path} {body}: {problem}"
+    );
+}
+
+#[tokio::test]
+async fn a_nul_character_in_any_text_is_a_422_naming_the_field() {
+    let app = TestApp::spawn(2).await;
+    let stores = app.stores().await;
+    let store = &stores[0];
+    let hq = token(Role::Hq, None, None);
+    let tasks = format!("/api/v1/stores/{}/tasks", store.id);
+    refused(
+        &app,
+        Method::POST,
+        &tasks,
+        &hq,
+        r#"{"title": "Fix\u0000it"}"#,
+        "title",
+    )
+    .await;
+    refused(
+        &app,
+        Method::POST,
+        &tasks,
+        &hq,
+        r#"{"title": "ok", "description": "a\u0000"}"#,
+        "description",
+    )
+    .await;
+
+    let (status, task) = send(
+        &app,
+        Method::POST,
+        &tasks,
+        &hq,
+        r#"{"title": "Count the till"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{task}");
+    let task = task["id"].as_str().expect("id").to_owned();
+    let comments = format!("/api/v1/tasks/{task}/comments");
+    refused(
+        &app,
+        Method::POST,
+        &comments,
+        &hq,
+        r#"{"body": "\u0000"}"#,
+        "body",
+    )
+    .await;
+    // An escaped backslash before u0000 is plain text, not a NUL.
+    let (status, _) = send(
+        &app,
+        Method::POST,
+        &comments,
+        &hq,
+        r#"{"body": "path C:\\u0000"}"#,
+    )
+    .await;
+    assert_eq!(status, 201);
+    refused(
+        &app,
+        Method::POST,
+        &format!("/api/v1/tasks/{task}/complete"),
+        &hq,
+        r#"{"note": "done\u0000"}"#,
+        "note",
+    )
+    .await;
+    refused(
+        &app,
+        Method::POST,
+        &format!("/api/v1/tasks/{task}/complete"),
+        &hq,
+        r#"{"evidence": [{"url": "https://cdn.example.com/a.jpg", "item_key": "k\u0000"}]}"#,
+        "evidence[0].item_key",
+    )
+    .await;
+    refused(
+        &app,
+        Method::POST,
+        &format!("/api/v1/tasks/{task}/cancel"),
+        &hq,
+        r#"{"reason": "\u0000"}"#,
+        "reason",
+    )
+    .await;
+
+    refused(
+        &app,
+        Method::POST,
+        "/api/v1/task-templates",
+        &hq,
+        r#"{"title": "T\u0000", "checklist": []}"#,
+        "title",
+    )
+    .await;
+    refused(
+        &app,
+        Method::POST,
+        "/api/v1/task-templates",
+        &hq,
+        r#"{"title": "T", "checklist": [{"key": "a", "label": "L\u0000", "type": "check"}]}"#,
+        "checklist[0].label",
+    )
+    .await;
+    refused(&app, Method::POST, "/api/v1/webhooks", &hq,
+        r#"{"url": "https://hooks.example.com/x", "event_types": ["task.created"], "description": "\u0000"}"#, "description").await;
+    refused(&app, Method::POST, "/api/v1/webhooks", &hq,
+        r#"{"url": "https://hooks.example.com/x", "event_types": ["task.created"], "secret": "0123456789abcdef0123456789\u0000"}"#, "secret").await;
+    refused(
+        &app,
+        Method::POST,
+        &format!("/api/v1/stores/{}/closures", store.id),
+        &hq,
+        &format!(
+            r#"{{"date": "{}", "reason": "\u0000"}}"#,
+            chrono::Utc::now().date_naive() + chrono::Duration::days(30)
+        ),
+        "reason",
+    )
+    .await;
+    refused(
+        &app,
+        Method::POST,
+        "/api/v1/campaigns",
+        &hq,
+        r#"{"title": "\u0000", "target": {"all": true}, "due_at": "2030-01-01T10:00:00Z"}"#,
+        "title",
+    )
+    .await;
+    refused(&app, Method::POST, "/api/v1/campaigns", &hq,
+        r#"{"title": "c", "target": {"store_codes": ["S\u0000"]}, "due_at": "2030-01-01T10:00:00Z"}"#, "target.store_codes[0]").await;
+    refused(
+        &app,
+        Method::POST,
+        "/api/v1/campaigns",
+        &hq,
+        r#"{"title": "c", "target": {"regions": ["\u0000"]}, "due_at": "2030-01-01T10:00:00Z"}"#,
+        "target.regions[0]",
+    )
+    .await;
+
+    // A cursor that decodes to a NUL is not a cursor this API issued.
+    let cursor = URL_SAFE_NO_PAD.encode(br#""S\u0000""#);
+    let (status, problem) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v1/stores?cursor={cursor}"),
+        &hq,
+        "",
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "cursor");
+}
+
+#[tokio::test]
+async fn dates_outside_the_business_calendar_are_4xx_never_5xx() {
+    let app = TestApp::spawn(1).await;
+    let store = app.stores().await[0].id;
+    let hq = token(Role::Hq, None, None);
+    let tasks = format!("/api/v1/stores/{store}/tasks");
+    for due in [
+        "-262143-01-01T00:00:00Z",
+        "+200000-01-01T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+        "9999-12-31T00:00:00Z",
+    ] {
+        refused(
+            &app,
+            Method::POST,
+            &tasks,
+            &hq,
+            &format!(r#"{{"title": "t", "due_at": "{due}"}}"#),
+            "due_at",
+        )
+        .await;
+        refused(
+            &app,
+            Method::POST,
+            &tasks,
+            &hq,
+            &format!(r#"{{"title": "t", "expires_at": "{due}"}}"#),
+            "expires_at",
+        )
+        .await;
+    }
+    // Inside the calendar but further than the business plans.
+    let far = (chrono::Utc::now() + chrono::Duration::days(800)).to_rfc3339();
+    refused(
+        &app,
+        Method::POST,
+        &tasks,
+        &hq,
+        &format!(r#"{{"title": "t", "due_at": "{far}"}}"#),
+        "due_at",
+    )
+    .await;
+    refused(
+        &app,
+        Method::POST,
+        &tasks,
+        &hq,
+        &format!(r#"{{"title": "t", "expires_at": "{far}"}}"#),
+        "expires_at",
+    )
+    .await;
+
+    let (status, task) = send(&app, Method::POST, &tasks, &hq, r#"{"title": "t"}"#).await;
+    assert_eq!(status, 201);
+    let patch = app
+        .client
+        .patch(app.url(&format!(
+            "/api/v1/tasks/{}",
+            task["id"].as_str().expect("id")
+        )))
+        .bearer_auth(&hq)
+        .header("if-match", "*")
+        .json(&json!({"due_at": "+200000-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(patch.status(), 422);
+
+    for query in [
+        "due_before=-262143-01-01T00:00:00Z",
+        "due_before=%2B200000-01-01T00:00:00Z",
+    ] {
+        let (status, problem) = send(&app, Method::GET, &format!("{tasks}?{query}"), &hq, "").await;
+        assert_eq!(status, 400, "{query}: {problem}");
+    }
+    let forged = URL_SAFE_NO_PAD.encode(format!(
+        r#"["+200000-01-01T00:00:00Z","{}"]"#,
+        uuid::Uuid::nil()
+    ));
+    let (status, problem) = send(
+        &app,
+        Method::GET,
+        &format!("{tasks}?cursor={forged}"),
+        &hq,
+        "",
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+
+    for query in [
+        "to=-262143-01-01",
+        "from=-262143-01-01",
+        "to=%2B200000-01-01",
+        "from=0000-01-01&to=0000-12-31",
+    ] {
+        for report in ["compliance", "tasks.csv"] {
+            let (status, problem) = send(
+                &app,
+                Method::GET,
+                &format!("/api/v1/reports/{report}?{query}"),
+                &hq,
+                "",
+            )
+            .await;
+            assert_eq!(status, 400, "{report}?{query}: {problem}");
+        }
+    }
+    let closures = format!("/api/v1/stores/{store}/closures");
+    refused(
+        &app,
+        Method::POST,
+        &closures,
+        &hq,
+        r#"{"date": "+200000-01-01"}"#,
+        "date",
+    )
+    .await;
+    let far_day = chrono::Utc::now().date_naive() + chrono::Duration::days(1000);
+    refused(
+        &app,
+        Method::POST,
+        &closures,
+        &hq,
+        &format!(r#"{{"date": "{far_day}"}}"#),
+        "date",
+    )
+    .await;
+    let (status, _) = send(
+        &app,
+        Method::DELETE,
+        &format!("{closures}/+200000-01-01"),
+        &hq,
+        "",
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    refused(
+        &app,
+        Method::POST,
+        "/api/v1/campaigns",
+        &hq,
+        r#"{"title": "c", "target": {"all": true}, "due_at": "-262143-01-01T00:00:00Z"}"#,
+        "due_at",
+    )
+    .await;
+    refused(
+        &app,
+        Method::POST,
+        "/api/v1/campaigns",
+        &hq,
+        r#"{"title": "c", "target": {"all": true}, "due_local": "+200000-01-01T10:00:00"}"#,
+        "due_local",
+    )
+    .await;
+
+    let integration = token(Role::Integration, None, None);
+    refused(&app, Method::POST, "/api/v1/integrations/price-changes", &integration,
+        r#"{"batch_id": "b", "effective_at": "+200000-01-01T06:00:00Z", "items": [{"sku": "A", "name": "a", "new_price": 1, "currency": "EUR"}]}"#,
+        "effective_at").await;
+    refused(&app, Method::POST, "/api/v1/integrations/deliveries", &integration,
+        r#"{"delivery_id": "D1", "store_code": "S00001", "supplier": "s", "expected_at": "-262143-01-01T00:00:00Z", "lines": [{"sku": "A", "qty": 1}]}"#,
+        "expected_at").await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_is_visible_ascii_only() {
+    let app = TestApp::spawn(1).await;
+    let store = app.stores().await[0].id;
+    let hq = token(Role::Hq, None, None);
+    for key in ["with space", "tab\there"] {
+        let response = app
+            .client
+            .post(app.url(&format!("/api/v1/stores/{store}/tasks")))
+            .bearer_auth(&hq)
+            .header("idempotency-key", key)
+            .json(&json!({"title": "t"}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 400, "{key:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_ingest_whose_message_can_never_apply_fails_visibly() {
+    common::init_logs();
+    let app = TestApp::spawn(1).await;
+    let store = &app.stores().await[0];
+    let topology = test_topology(&[100]);
+    let mut registry = Registry::default();
+    storeops::ingest::register_handlers(&mut registry, &storeops::ingest::IngestOptions::default());
+    let worker = RunningWorker::spawn(&app.db, amqp_url(), &topology, registry, true, 2);
+    worker.wait_connected().await;
+
+    // What an older (or broken) API could have stored: a delivery whose supplier holds a
+    // NUL, which PostgreSQL refuses when the task is written. No retry can help.
+    let raw = format!(
+        r#"{{"delivery_id": "D-NUL", "store_code": "{}", "supplier": "Acme\u0000", "expected_at": "2030-01-01T08:00:00Z", "lines": [{{"sku": "A", "qty": 1}}]}}"#,
+        store.code
+    );
+    let id = storeops::ingest::IngestId::generate();
+    let mut tx = app.db.begin().await.expect("begin");
+    storeops::ingest::repo::insert(
+        &mut tx,
+        &storeops::ingest::repo::NewIngest {
+            id,
+            source: storeops::ingest::Source::Delivery,
+            external_id: "D-NUL",
+            body_sha256: "0",
+            received_by: "erp",
+            raw: raw.as_bytes(),
+            item_count: 1,
+            effective_at: None,
+            effective_local: None,
+        },
+    )
+    .await
+    .expect("ingest");
+    storeops::events::outbox::enqueue(
+        &mut tx,
+        &storeops::ingest::IngestReceived {
+            ingest_id: id,
+            source: storeops::ingest::Source::Delivery,
+            external_id: "D-NUL".to_owned(),
+        },
+    )
+    .await
+    .expect("enqueue");
+    tx.commit().await.expect("commit");
+
+    let integration = token(Role::Integration, None, None);
+    let path = format!("/api/v1/integrations/ingests/{id}");
+    eventually(
+        Duration::from_secs(20),
+        "the ingest failed visibly",
+        || async {
+            let (_, status) = send(&app, Method::GET, &path, &integration, "").await;
+            status["status"] == "failed"
+        },
+    )
+    .await;
+    let (_, status) = send(&app, Method::GET, &path, &integration, "").await;
+    assert_eq!(status["error_count"], 1, "{status}");
+    let message = status["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("could not be processed"), "{status}");
+    let (connection, channel) = common::broker_channel().await;
+    eventually(Duration::from_secs(10), "dead-lettered once", || async {
+        common::queue_depth(&channel, &topology.dead_queue("ingest")).await == 1
+    })
+    .await;
+    let _ = connection.close(200, "done".into()).await;
+    worker.shutdown().await;
+    teardown(&topology, &["ingest"]).await;
+}
