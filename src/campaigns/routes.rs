@@ -108,6 +108,7 @@ pub struct CampaignStoreDto {
 pub struct CampaignStoresQuery {
     pub cursor: Option<String>,
     /// 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

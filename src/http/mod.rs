@@ -78,6 +78,63 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The answers every operation can give whatever it does, added to each so the
+/// document lists every status the server can send: 400 for a malformed path, query or
+/// body; for operations with a body, 413 (too large), 415 (not JSON) and 422 (invalid);
+/// 422 for any other parameter; 503 with Retry-After while the database is away.
+struct StandardResponses;
+
+impl Modify for StandardResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let problem = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        crate::error::PROBLEM_JSON,
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let has_body = operation.request_body.is_some();
+                let has_parameters = operation
+                    .parameters
+                    .as_ref()
+                    .is_some_and(|p| !p.is_empty());
+                let mut standard = vec![("400", "The path, query or body is malformed")];
+                if has_body {
+                    standard.push(("413", "The body is larger than this route accepts"));
+                    standard.push(("415", "The body is not application/json"));
+                }
+                if has_body || has_parameters {
+                    standard.push(("422", "A field is invalid; `errors` names each"));
+                }
+                standard.push(("503", "The database is unavailable; retry after Retry-After"));
+                for (code, description) in standard {
+                    operation
+                        .responses
+                        .responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| problem(description));
+                }
+            }
+        }
+    }
+}
+
 /// Every `/api/v1` route, with its OpenAPI description.
 fn api_routes(ingest_body_limit_bytes: usize) -> OpenApiRouter<AppState> {
     let staff = stores::router()
@@ -94,7 +151,13 @@ fn api_routes(ingest_body_limit_bytes: usize) -> OpenApiRouter<AppState> {
 /// The OpenAPI 3.1 document, generated from the same route table that serves requests.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     // The body limit shapes requests, not the document.
-    api_routes(usize::MAX).into_openapi()
+    complete(api_routes(usize::MAX).into_openapi())
+}
+
+/// The document once every route is in it: the standard responses added to each.
+fn complete(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    StandardResponses.modify(&mut openapi);
+    openapi
 }
 
 /// The whole public router.
@@ -105,7 +168,7 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
             crate::auth::authenticate,
         ))
         .split_for_parts();
-    let openapi = Arc::new(openapi);
+    let openapi = Arc::new(complete(openapi));
     let request_id = HeaderName::from_static("x-request-id");
     api.route(
         "/openapi.json",

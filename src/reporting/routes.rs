@@ -290,6 +290,7 @@ pub struct OverdueParams {
     /// Only this region (code).
     pub region: Option<String>,
     /// How many stores, 1..=200 (default 50): the worst first.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

@@ -119,6 +119,7 @@ pub struct StoreListQuery {
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// Page size, 1..=200 (default 50); larger values are rejected with 422.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -128,6 +129,7 @@ pub struct PageQuery {
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// Page size, 1..=200 (default 50); larger values are rejected with 422.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

@@ -139,6 +139,7 @@ pub struct TaskListQuery {
     pub due_before: Option<DateTime<Utc>>,
     pub cursor: Option<String>,
     /// 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -236,6 +237,7 @@ impl From<TaskEventRow> for TaskEventDto {
 pub struct HistoryQuery {
     pub cursor: Option<String>,
     /// 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

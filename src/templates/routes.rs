@@ -79,6 +79,7 @@ pub struct VersionQuery {
 pub struct TemplateListQuery {
     pub cursor: Option<String>,
     /// 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

@@ -58,6 +58,7 @@ pub struct CreatedWebhookDto {
 pub struct WebhookListQuery {
     pub cursor: Option<String>,
     /// 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
