@@ -110,10 +110,7 @@ impl Modify for StandardResponses {
             ];
             for operation in operations.into_iter().flatten() {
                 let has_body = operation.request_body.is_some();
-                let has_parameters = operation
-                    .parameters
-                    .as_ref()
-                    .is_some_and(|p| !p.is_empty());
+                let has_parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
                 let mut standard = vec![("400", "The path, query or body is malformed")];
                 if has_body {
                     standard.push(("413", "The body is larger than this route accepts"));
@@ -122,7 +119,10 @@ impl Modify for StandardResponses {
                 if has_body || has_parameters {
                     standard.push(("422", "A field is invalid; `errors` names each"));
                 }
-                standard.push(("503", "The database is unavailable; retry after Retry-After"));
+                standard.push((
+                    "503",
+                    "The database is unavailable; retry after Retry-After",
+                ));
                 for (code, description) in standard {
                     operation
                         .responses
