@@ -48,7 +48,14 @@ impl Telemetry {
 
 pub fn init(format: LogFormat, role: &str) -> Telemetry {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // lapin logs every lost connection at ERROR, even one the supervisor recovers from
+    // by itself (a broker restart); the supervisor logs each loss once, with its reason.
+    // Asked for by name in RUST_LOG, lapin's own lines still show.
+    let lapin_asked = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("lapin"));
+    if !lapin_asked && let Ok(quiet) = "lapin=off".parse() {
+        filter = filter.add_directive(quiet);
+    }
     // RUST_LOG filters the logs only: traces keep their own level, so quiet logs
     // never silence tracing.
     let trace_ids = TraceIdSource::default();

@@ -11,9 +11,18 @@ pub const LEASE_NAME: &str = "scheduler";
 pub const RELEASE_CHANNEL: &str = "storeops_scheduler_lease";
 
 /// Takes or renews the lease for `holder`; `true` when `holder` holds it afterwards.
-/// A lost connection (the server restarted under the pool) is swept and the attempt
-/// made once more: the statement is idempotent for its holder.
-pub async fn acquire(db: &PgPool, holder: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
+/// Who holds the lease after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    Held,
+    /// Another process holds it, for this long at most unless it renews.
+    HeldByAnother { expires_in: Duration },
+}
+
+/// Takes or renews the lease for `holder`. A lost connection (the server restarted
+/// under the pool) is swept and the attempt made once more: the statement is idempotent
+/// for its holder.
+pub async fn acquire(db: &PgPool, holder: &str, ttl: Duration) -> Result<Attempt, sqlx::Error> {
     match attempt(db, holder, ttl).await {
         Err(error) if crate::db::is_connection_error(&error) => {
             crate::db::evict_dead(db).await;
@@ -23,26 +32,37 @@ pub async fn acquire(db: &PgPool, holder: &str, ttl: Duration) -> Result<bool, s
     }
 }
 
-async fn attempt(db: &PgPool, holder: &str, ttl: Duration) -> Result<bool, sqlx::Error> {
-    let row: Option<String> = sqlx::query_scalar(
-        "INSERT INTO scheduler_leases (name, holder, expires_at, acquired_at, renewed_at)
-         VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond', clock_timestamp(), clock_timestamp())
-         ON CONFLICT (name) DO UPDATE
-            SET holder = EXCLUDED.holder,
-                expires_at = EXCLUDED.expires_at,
-                renewed_at = EXCLUDED.renewed_at,
-                acquired_at = CASE WHEN scheduler_leases.holder = EXCLUDED.holder
-                                   THEN scheduler_leases.acquired_at ELSE EXCLUDED.acquired_at END
-          WHERE scheduler_leases.holder = EXCLUDED.holder
-             OR scheduler_leases.expires_at < clock_timestamp()
-         RETURNING holder",
+async fn attempt(db: &PgPool, holder: &str, ttl: Duration) -> Result<Attempt, sqlx::Error> {
+    // The outer select sees the lease as it was before the insert: when another holds
+    // it, its expiry tells a standby when to try next.
+    let (held, expires_in_ms): (bool, Option<f64>) = sqlx::query_as(
+        "WITH taken AS (
+            INSERT INTO scheduler_leases (name, holder, expires_at, acquired_at, renewed_at)
+            VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond', clock_timestamp(), clock_timestamp())
+            ON CONFLICT (name) DO UPDATE
+               SET holder = EXCLUDED.holder,
+                   expires_at = EXCLUDED.expires_at,
+                   renewed_at = EXCLUDED.renewed_at,
+                   acquired_at = CASE WHEN scheduler_leases.holder = EXCLUDED.holder
+                                      THEN scheduler_leases.acquired_at ELSE EXCLUDED.acquired_at END
+             WHERE scheduler_leases.holder = EXCLUDED.holder
+                OR scheduler_leases.expires_at < clock_timestamp()
+            RETURNING holder
+         )
+         SELECT EXISTS (SELECT 1 FROM taken),
+                (SELECT EXTRACT(EPOCH FROM expires_at - clock_timestamp())::float8 * 1000
+                   FROM scheduler_leases WHERE name = $1)",
     )
     .bind(LEASE_NAME)
     .bind(holder)
     .bind(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
-    .fetch_optional(db)
+    .fetch_one(db)
     .await?;
-    Ok(row.is_some())
+    if held {
+        return Ok(Attempt::Held);
+    }
+    let expires_in = Duration::from_millis(expires_in_ms.unwrap_or(0.0).max(0.0) as u64);
+    Ok(Attempt::HeldByAnother { expires_in })
 }
 
 /// Gives the lease up and wakes the standbys.

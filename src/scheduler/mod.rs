@@ -57,6 +57,10 @@ pub struct Scheduler {
 }
 
 /// One leadership term: its jobs and the token that ends them.
+/// A standby's next attempt comes this long after the holder's lease expires (clock
+/// readings of one database: only the query's own latency to cover).
+const LEASE_EXPIRY_MARGIN: Duration = Duration::from_millis(50);
+
 /// How soon a failed lease attempt is tried again.
 const RETRY_RENEWAL_AFTER: Duration = Duration::from_millis(500);
 
@@ -78,6 +82,9 @@ impl Scheduler {
         while !stop.is_cancelled() {
             let attempt = Instant::now();
             let mut renewed = false;
+            // A standby tries again when the holder's lease runs out, not a fixed step
+            // later: takeover within the TTL even when the leader died just after renewing.
+            let mut standby_retry = renew_every;
             // A leader's renewal may not outlast its acting time: one that hung past it
             // (an unreachable database) would keep the leader acting after its lease.
             let budget = if term.is_some() {
@@ -86,7 +93,7 @@ impl Scheduler {
                 renew_every
             };
             match tokio::time::timeout(budget, lease::acquire(&self.db, &holder, ttl)).await {
-                Ok(Ok(true)) => {
+                Ok(Ok(lease::Attempt::Held)) => {
                     renewed = true;
                     acting_until = attempt + ttl - renew_every;
                     if term.is_none() {
@@ -94,8 +101,9 @@ impl Scheduler {
                         term = Some(self.start_term());
                     }
                 }
-                Ok(Ok(false)) => {
+                Ok(Ok(lease::Attempt::HeldByAnother { expires_in })) => {
                     renewed = true;
+                    standby_retry = renew_every.min(expires_in + LEASE_EXPIRY_MARGIN);
                     if let Some(t) = term.take() {
                         tracing::warn!(%holder, "lost the scheduler lease to another process");
                         self.end_term(t).await;
@@ -112,10 +120,10 @@ impl Scheduler {
             }
             // After a failed renewal a leader tries again soon, not a third of the TTL
             // later: a database blip shorter than the TTL must not cost the lease.
-            let next = if renewed {
-                renew_every
-            } else {
-                RETRY_RENEWAL_AFTER
+            let next = match (renewed, term.is_some()) {
+                (false, _) => RETRY_RENEWAL_AFTER,
+                (true, true) => renew_every,
+                (true, false) => standby_retry,
             };
             let wait = if term.is_some() {
                 next.min(acting_until.saturating_duration_since(Instant::now()))
