@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 DEV_ENV := scripts/dev-env
 
-.PHONY: run test bench services services-down lint build image test-image k8s-check
+.PHONY: run test bench drills load services services-down lint build image test-image k8s-check
 
 ## Start the services, migrate, seed a 1,000-store chain if empty, run `storeops all`.
 run: services
@@ -18,6 +18,12 @@ test: services
 ## Benchmarks (release build) against baselines measured in the same run → docs/PERFORMANCE.md.
 bench: services
 	scripts/bench
+
+## Failure drills on a local multi-process cluster (loadtests/cluster, its own PostgreSQL,
+## RabbitMQ and HAProxy): up, every drill, down, also when a drill fails. Several
+## minutes; not part of `make test`. STOREOPS_BIN=path skips the build and uses that binary.
+drills:
+	scripts/drills
 
 services:
 	$(DEV_ENV) up
