@@ -25,6 +25,10 @@ bench: services
 drills:
 	scripts/drills
 
+## The goose load test of a 1,000-store chain on the local cluster (target/load/).
+load:
+	scripts/load
+
 services:
 	$(DEV_ENV) up
 

@@ -9,7 +9,7 @@
 //! that something answered.
 //!
 //! `STOREOPS_URL=http://127.0.0.1:8088 AUTH_JWT_SECRET=… storeops-load --users 300
-//! --hatch-rate 50 --run-time 2m --report-file report.html` (goose's own options).
+//! --increase-rate 50 --run-time 2m --report-file report.html` (goose's own options).
 
 use std::{sync::OnceLock, time::Duration};
 
