@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 DEV_ENV := scripts/dev-env
 
-.PHONY: run test bench services services-down lint build
+.PHONY: run test bench services services-down lint build image test-image k8s-check
 
 ## Start the services, migrate, seed a 1,000-store chain if empty, run `storeops all`.
 run: services
@@ -31,3 +31,15 @@ lint:
 
 build:
 	cargo build --locked
+
+## The OCI image, offline with buildah (`cargo build --release` first; STOREOPS_BINARY=path reuses a binary).
+image:
+	scripts/image
+
+## Build the image from the debug binary and run it as Kubernetes would (needs `make build` first).
+test-image: services
+	scripts/test-image
+
+## Render k8s/ (base and every overlay), validate it offline, prove broken manifests fail.
+k8s-check:
+	py=$$(scripts/py-env) && "$$py" k8s/check.py --self-test
