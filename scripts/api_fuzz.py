@@ -16,9 +16,11 @@ project's virtualenv). What one run does:
      status, a campaign, a webhook, a closure day, three ingests) whose ids feed the
      path parameters and the body fields that must name existing things, as Schemathesis
      dictionaries;
-  5. `schemathesis run` with every check, a fixed seed and the mode's bounds;
-  6. after the last role: every ingest must have finished (no message lost), the server
-     must not have panicked or logged an internal error;
+  5. `schemathesis run` with every check, a fixed seed and the mode's bounds, and the
+     hooks of scripts/api_fuzz_hooks.py;
+  6. after the last role: the hand-made attacks of scripts/api_attacks.py; then every
+     ingest must have finished (no message lost), and the server must not have panicked
+     or logged an internal error;
   7. a summary (cases, failures by check and operation), reports under --report-dir,
      and the exit code: 0 only when nothing failed.
 
