@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 DEV_ENV := scripts/dev-env
 
-.PHONY: run test bench drills load services services-down lint build image test-image k8s-check
+.PHONY: run test bench drills load services services-down lint build image test-image k8s-check api-fuzz api-fuzz-long
 
 ## Start the services, migrate, seed a 1,000-store chain if empty, run `storeops all`.
 run: services
@@ -53,3 +53,12 @@ test-image: services
 ## Render k8s/ (base and every overlay), validate it offline, prove broken manifests fail.
 k8s-check:
 	py=$$(scripts/py-env) && "$$py" k8s/check.py --self-test
+
+## Schemathesis over every operation with every role's token (needs `make build` first).
+## CI mode: a few minutes; docs/API-FUZZING.md.
+api-fuzz: services
+	scripts/test-api-fuzz
+
+## The long run: at least 50,000 cases (about 20 minutes on 2 cores).
+api-fuzz-long: services
+	API_FUZZ_MODE=long scripts/test-api-fuzz
