@@ -1,9 +1,9 @@
 //! Logs and traces: `tracing` with JSON or pretty output on stderr, plus OpenTelemetry
 //! OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set.
 //!
-//! Every span has an OpenTelemetry trace context whether or not traces are exported, so
-//! every JSON log line inside a span carries `trace_id` and `span_id`: a log line leads
-//! to its trace (HTTP request → outbox → publish → consume are one trace).
+//! With traces exported, every span has an OpenTelemetry trace context and every JSON log
+//! line inside a span carries `trace_id` and `span_id`: a log line leads to its trace
+//! (HTTP request → outbox → publish → consume are one trace).
 //!
 //! Initialised before the tokio runtime exists: the OTLP exporter uses a blocking HTTP
 //! client on the batch processor's own thread, which must not be created or dropped
@@ -71,18 +71,23 @@ pub fn init(format: LogFormat, role: &str) -> Telemetry {
             .with_filter(filter)
             .boxed(),
     };
+    // Traces exist when they are exported: a span per request costs a quarter of the
+    // store task list's throughput (docs/PERFORMANCE.md), which a deployment without a
+    // collector should not pay for ids that lead nowhere.
     let (provider, otel_error) = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Ok(endpoint) if !endpoint.trim().is_empty() => match otlp_provider(role) {
-            Ok(provider) => (provider, None),
-            Err(e) => (local_provider(role), Some(e)),
+            Ok(provider) => (Some(provider), None),
+            Err(e) => (None, Some(e)),
         },
-        _ => (local_provider(role), None),
+        _ => (None, None),
     };
-    let otel_layer = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("storeops"))
-        .with_filter(EnvFilter::new(
-            "info,h2=off,hyper=off,reqwest=off,tower=off",
-        ));
+    let otel_layer = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("storeops"))
+            .with_filter(EnvFilter::new(
+                "info,h2=off,hyper=off,reqwest=off,tower=off",
+            ))
+    });
     tracing_subscriber::registry()
         .with(fmt_layer)
         .with(otel_layer)
@@ -91,9 +96,7 @@ pub fn init(format: LogFormat, role: &str) -> Telemetry {
     if let Some(error) = otel_error {
         tracing::warn!(%error, "OpenTelemetry export disabled: exporter could not be built");
     }
-    Telemetry {
-        provider: Some(provider),
-    }
+    Telemetry { provider }
 }
 
 fn resource(role: &str) -> Resource {
@@ -105,7 +108,8 @@ fn resource(role: &str) -> Resource {
         .build()
 }
 
-/// Traces that go nowhere: spans still get trace and span ids for the logs.
+/// A provider without an exporter (tests of the log format).
+#[cfg(test)]
 fn local_provider(role: &str) -> SdkTracerProvider {
     SdkTracerProvider::builder()
         .with_resource(resource(role))

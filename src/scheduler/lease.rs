@@ -16,7 +16,9 @@ pub const RELEASE_CHANNEL: &str = "storeops_scheduler_lease";
 pub enum Attempt {
     Held,
     /// Another process holds it, for this long at most unless it renews.
-    HeldByAnother { expires_in: Duration },
+    HeldByAnother {
+        expires_in: Duration,
+    },
 }
 
 /// Takes or renews the lease for `holder`. A lost connection (the server restarted

@@ -49,11 +49,18 @@ pub struct EvidenceRef {
     /// https URL of the stored object.
     pub url: String,
     pub content_type: Option<String>,
+    /// At most 1 GiB.
+    #[schema(maximum = 1_073_741_824)]
     pub size_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "crate::input::optional_instant")]
+    #[schema(pattern = "^20[0-9]{2}-")]
     pub taken_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The checklist item it belongs to, if any.
     pub item_key: Option<String>,
 }
+
+/// The largest evidence object a reference may describe.
+const MAX_EVIDENCE_BYTES: u64 = 1 << 30;
 
 impl EvidenceRef {
     pub fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
@@ -64,6 +71,15 @@ impl EvidenceRef {
             errors.push(FieldError::new(
                 format!("{field}.url"),
                 "must be an https URL of at most 2048 characters",
+            ));
+        }
+        if self
+            .size_bytes
+            .is_some_and(|size| size > MAX_EVIDENCE_BYTES)
+        {
+            errors.push(FieldError::new(
+                format!("{field}.size_bytes"),
+                "must be at most 1 GiB",
             ));
         }
         if self.content_type.as_ref().is_some_and(|c| c.len() > 100) {
