@@ -23,7 +23,7 @@ impl OwnPostgres {
     fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("storeops-pg-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("data dir");
-        // Never the shared services' ports, which another test may have freed a moment
+        // Never the dev services' ports, which another test may have freed a moment
         // (the reporting test stops and restarts the shared replica).
         let port = std::iter::repeat_with(common::free_port)
             .find(|p| !(55432..=55433).contains(p))
