@@ -4,7 +4,7 @@ use lapin::{
     BasicProperties, Channel, Confirmation,
     options::{
         BasicAckOptions, BasicGetOptions, BasicPublishOptions, BasicRejectOptions,
-        ConfirmSelectOptions, QueueDeclareOptions, QueuePurgeOptions,
+        ConfirmSelectOptions, QueuePurgeOptions,
     },
     types::{AMQPValue, FieldTable},
 };
@@ -25,17 +25,7 @@ pub struct DeadMessage {
 }
 
 async fn dead_count(channel: &Channel, queue: &str) -> Result<u32, BrokerError> {
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(declared.message_count())
+    Ok(super::topology::depth(channel, queue).await?.0)
 }
 
 /// Reads up to `limit` dead messages without removing them.

@@ -6,13 +6,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use lapin::{Channel, Connection, options::QueueDeclareOptions, types::FieldTable};
+use lapin::{Channel, Connection};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     broker::{self, BrokerError},
     metrics,
-    topology::Topology,
+    topology::{Topology, depth},
 };
 
 /// How often the queues are sampled.
@@ -76,19 +76,4 @@ fn set(queue: &str, state: &str, messages: u32) {
     metrics::QUEUE_MESSAGES
         .with_label_values(&[queue, state])
         .set(i64::from(messages));
-}
-
-/// Ready messages and consumers of a queue this process declared.
-async fn depth(channel: &Channel, queue: &str) -> Result<(u32, u32), lapin::Error> {
-    let queue = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    Ok((queue.message_count(), queue.consumer_count()))
 }

@@ -228,6 +228,22 @@ impl Topology {
     }
 }
 
+/// Ready messages and consumers of a declared queue (a passive declare: it changes
+/// nothing, and fails, closing the channel, if the queue does not exist).
+pub async fn depth(channel: &Channel, queue: &str) -> Result<(u32, u32), lapin::Error> {
+    let queue = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((queue.message_count(), queue.consumer_count()))
+}
+
 /// Unrouted events kept for inspection; older ones are dropped first.
 const UNROUTED_KEPT: i32 = 10_000;
 

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::common::{self, Process, client, token};
+use crate::common::{self, Process, client, is_leader, token};
 use storeops::auth::Role;
 
 /// A throwaway PostgreSQL cluster on a free port.
@@ -129,20 +129,6 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-async fn is_leader(client: &reqwest::Client, process: &Process) -> Option<bool> {
-    let text = client
-        .get(format!("{}/metrics", process.admin))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("storeops_scheduler_is_leader "))
-        .map(|v| v.trim() == "1")
 }
 
 #[tokio::test]

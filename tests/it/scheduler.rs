@@ -9,22 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Process, client, url_for_database};
+use common::{Process, client, is_leader, url_for_database};
 use tokio::{io::copy_bidirectional, net::TcpListener, task::JoinHandle};
-
-async fn is_leader(client: &reqwest::Client, process: &Process) -> Option<bool> {
-    let text = client
-        .get(format!("{}/metrics", process.admin))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("storeops_scheduler_is_leader "))
-        .map(|v| v.trim() == "1")
-}
 
 async fn leaders(client: &reqwest::Client, processes: &[&Process]) -> Vec<usize> {
     let mut found = Vec::new();

@@ -619,6 +619,22 @@ impl Drop for Process {
     }
 }
 
+/// Whether `process` says it is the scheduler's leader (`/metrics`), `None` if it
+/// cannot be asked.
+pub async fn is_leader(client: &reqwest::Client, process: &Process) -> Option<bool> {
+    let text = client
+        .get(format!("{}/metrics", process.admin))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("storeops_scheduler_is_leader "))
+        .map(|v| v.trim() == "1")
+}
+
 pub fn client() -> reqwest::Client {
     storeops::tls::install_crypto_provider();
     reqwest::Client::builder()
