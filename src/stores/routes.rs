@@ -399,7 +399,8 @@ pub struct NewClosure {
     #[serde(deserialize_with = "crate::input::day")]
     #[schema(pattern = "^20[0-9]{2}-")]
     pub date: chrono::NaiveDate,
-    /// Why (holiday, refit); at most 500 characters.
+    /// Why (holiday, refit).
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 

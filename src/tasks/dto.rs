@@ -146,8 +146,10 @@ pub struct TaskListQuery {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTaskBody {
-    /// Required unless `template_id` gives one.
+    /// Required unless `template_id` gives one; 1-200 characters, not all blank.
+    #[schema(max_length = 200, pattern = "\\S")]
     pub title: Option<String>,
+    #[schema(max_length = 4000)]
     pub description: Option<String>,
     /// Create from this template's current version.
     pub template_id: Option<TemplateId>,
@@ -195,13 +197,16 @@ pub struct CompleteBody {
     pub answers: serde_json::Map<String, Value>,
     /// References to evidence (photos) stored elsewhere.
     #[serde(default)]
+    #[schema(max_items = 20)]
     pub evidence: Vec<EvidenceRef>,
+    #[schema(max_length = 2000)]
     pub note: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
@@ -244,6 +249,7 @@ pub struct HistoryQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewComment {
-    /// 1-2,000 characters.
+    /// 1-2,000 characters, not all blank.
+    #[schema(max_length = 2000, pattern = "\\S")]
     pub body: String,
 }

@@ -32,8 +32,10 @@ pub enum ItemType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChecklistItem {
-    /// Stable key answers refer to: `^[a-z0-9_]{1,64}$`.
+    /// Stable key answers refer to.
+    #[schema(pattern = "^[a-z0-9_]{1,64}$")]
     pub key: String,
+    #[schema(max_length = 200, pattern = "\\S")]
     pub label: String,
     #[serde(rename = "type")]
     pub item_type: ItemType,
@@ -47,6 +49,7 @@ pub struct ChecklistItem {
 #[serde(deny_unknown_fields)]
 pub struct EvidenceRef {
     /// https URL of the stored object.
+    #[schema(max_length = 2048, pattern = "^https://")]
     pub url: String,
     pub content_type: Option<String>,
     /// At most 1 GiB.

@@ -28,7 +28,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
+    /// 1-200 characters, not all blank.
+    #[schema(max_length = 200, pattern = "\\S")]
     pub title: String,
+    #[schema(max_length = 4000)]
     pub description: Option<String>,
     /// Default `checklist`.
     pub kind: Option<TaskKind>,
@@ -36,6 +39,7 @@ pub struct NewTemplate {
     pub checklist: Vec<ChecklistItem>,
     #[serde(default)]
     pub review_required: bool,
+    #[schema(minimum = 1, maximum = 1440)]
     pub estimated_minutes: Option<i32>,
     /// Minutes from creation to due; default 1440 (a day).
     pub due_window_minutes: Option<i32>,
@@ -47,11 +51,14 @@ pub struct NewTemplate {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplatePatch {
+    #[schema(max_length = 200, pattern = "\\S")]
     pub title: Option<String>,
+    #[schema(max_length = 4000)]
     pub description: Option<String>,
     pub kind: Option<TaskKind>,
     pub checklist: Option<Vec<ChecklistItem>>,
     pub review_required: Option<bool>,
+    #[schema(minimum = 1, maximum = 1440)]
     pub estimated_minutes: Option<i32>,
     pub due_window_minutes: Option<i32>,
     /// Replaces the schedule; `null` removes it.

@@ -31,7 +31,8 @@ pub struct NewWebhook {
     pub url: String,
     /// Event types to receive, e.g. `task.completed`.
     pub event_types: Vec<String>,
-    /// Signing secret (16-256 characters); generated when omitted.
+    /// Signing secret; generated when omitted.
+    #[schema(min_length = 16, max_length = 256)]
     pub secret: Option<String>,
     pub description: Option<String>,
 }
