@@ -23,7 +23,7 @@ const MAX_DELIVERY_LINES: usize = 1_000;
 pub struct PriceBatch<'a> {
     /// The sender's id of the batch (idempotency key).
     #[serde(borrow)]
-    #[schema(value_type = String, example = "ERP-2026-11-30-001")]
+    #[schema(value_type = String, example = "ERP-2026-11-30-001", pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,100}$")]
     pub batch_id: Cow<'a, str>,
     /// When the new prices apply: a wall-clock time in each store's own zone
     /// (`2026-12-01T06:00:00`), or an instant with an offset for every store.
@@ -38,15 +38,15 @@ pub struct PriceBatch<'a> {
 #[serde(deny_unknown_fields)]
 pub struct PriceLine<'a> {
     #[serde(borrow)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,64}$")]
     pub sku: Cow<'a, str>,
     #[serde(borrow)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,200}$")]
     pub name: Cow<'a, str>,
     pub new_price: f64,
     /// ISO 4217, e.g. `EUR`.
     #[serde(borrow)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$")]
     pub currency: Cow<'a, str>,
     /// ERP store codes; with `regions` absent too, the line applies to every store.
     #[serde(default, borrow)]
@@ -71,8 +71,11 @@ pub enum Effective {
 #[serde(deny_unknown_fields)]
 pub struct Delivery {
     /// The sender's id of the delivery; a re-sent delivery with changes updates its task.
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,100}$")]
     pub delivery_id: String,
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,32}$")]
     pub store_code: String,
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,200}$")]
     pub supplier: String,
     #[serde(deserialize_with = "crate::input::instant")]
     #[schema(pattern = "^20[0-9]{2}-")]
@@ -86,7 +89,9 @@ pub struct Delivery {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryLine {
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,64}$")]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub qty: u32,
 }
 
@@ -102,9 +107,13 @@ pub enum DeliveryStatus {
 #[serde(deny_unknown_fields)]
 pub struct StockAlert {
     /// The sender's id of the alert (idempotency key).
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,100}$")]
     pub alert_id: String,
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,32}$")]
     pub store_code: String,
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,64}$")]
     pub sku: String,
+    #[schema(minimum = -1_000_000_000, maximum = 1_000_000_000)]
     pub on_hand: i64,
 }
 

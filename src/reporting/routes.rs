@@ -140,6 +140,7 @@ pub struct ComplianceParams {
     /// `region` (default), `store` or `template`.
     pub group_by: Option<GroupBy>,
     /// Only this region (code).
+    #[param(pattern = "^[a-z0-9-]{2,32}$")]
     pub region: Option<String>,
 }
 
@@ -288,6 +289,7 @@ async fn compliance(
 #[into_params(parameter_in = Query)]
 pub struct OverdueParams {
     /// Only this region (code).
+    #[param(pattern = "^[a-z0-9-]{2,32}$")]
     pub region: Option<String>,
     /// How many stores, 1..=200 (default 50): the worst first.
     #[param(minimum = 1, maximum = 200)]
@@ -377,6 +379,7 @@ pub struct ExportParams {
     #[param(pattern = "^20[0-9]{2}-")]
     pub to: Option<NaiveDate>,
     /// Only this region (code).
+    #[param(pattern = "^[a-z0-9-]{2,32}$")]
     pub region: Option<String>,
 }
 

@@ -52,6 +52,7 @@ impl Day {
 pub struct Recurrence {
     pub frequency: Frequency,
     /// Local time of day, `HH:MM`.
+    #[schema(pattern = "^([01]?[0-9]|2[0-3]):[0-5][0-9]$")]
     pub at: String,
     /// For weekly schedules.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

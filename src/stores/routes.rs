@@ -115,6 +115,7 @@ impl TryFrom<StoreRow> for StoreDto {
 #[into_params(parameter_in = Query)]
 pub struct StoreListQuery {
     /// Only stores of this region (code).
+    #[param(pattern = "^[a-z0-9-]{2,32}$")]
     pub region: Option<String>,
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,
