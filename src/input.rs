@@ -4,7 +4,7 @@
 //! `jsonb`). The OpenAPI document states the same bounds (`pattern` on the fields that
 //! use these readers), so it cannot promise more than the server takes.
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, Utc};
 use serde::{Deserialize, Deserializer, de::Error as _};
 
 /// Years an instant or a day sent to the API may fall in.
@@ -38,19 +38,25 @@ pub fn check_day(day: &NaiveDate) -> Result<(), String> {
     in_calendar(day.year())
 }
 
+/// An instant as sent, checked by the year it was written in (what the documented
+/// pattern can see), then taken to UTC: `2000-01-01T00:00:02+02:01` is in the calendar
+/// although it is 1999 in UTC (PostgreSQL stores either).
+fn written_instant(at: DateTime<FixedOffset>) -> Result<DateTime<Utc>, String> {
+    in_calendar(at.year())?;
+    Ok(at.with_timezone(&Utc))
+}
+
 /// `deserialize_with` for an instant field.
 pub fn instant<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-    let at = DateTime::<Utc>::deserialize(d)?;
-    check_instant(&at).map_err(D::Error::custom)?;
-    Ok(at)
+    written_instant(DateTime::<FixedOffset>::deserialize(d)?).map_err(D::Error::custom)
 }
 
 /// `deserialize_with` for an optional instant field (with `#[serde(default)]`).
 pub fn optional_instant<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<DateTime<Utc>>, D::Error> {
-    Option::<DateTime<Utc>>::deserialize(d)?
-        .map(|at| check_instant(&at).map(|()| at))
+    Option::<DateTime<FixedOffset>>::deserialize(d)?
+        .map(written_instant)
         .transpose()
         .map_err(D::Error::custom)
 }
@@ -165,6 +171,9 @@ mod tests {
         assert!(read("1999-12-31T23:59:59Z").is_err());
         assert!(read("2100-01-01T00:00:00Z").is_err());
         assert!(read("+200000-01-01T00:00:00Z").is_err());
+        // The year as written, whatever the offset makes of it in UTC.
+        assert!(read("2000-01-01T00:00:02+02:01").is_ok());
+        assert!(read("2099-12-31T23:00:00-05:00").is_ok());
         let day = |s: &str| super::day(serde_json::Value::String(s.to_owned()));
         assert!(day("2026-12-24").is_ok());
         assert!(day("-262143-01-01").is_err());

@@ -28,8 +28,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// http(s) URL; private, loopback and link-local targets are refused.
+    #[schema(max_length = 2048, pattern = "^https?://")]
     pub url: String,
-    /// Event types to receive, e.g. `task.completed`.
+    /// Event types to receive, e.g. `task.completed`: the public events.
+    #[schema(min_items = 1)]
     pub event_types: Vec<String>,
     /// Signing secret; generated when omitted.
     #[schema(min_length = 16, max_length = 256)]
