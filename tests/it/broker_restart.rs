@@ -5,7 +5,6 @@
 use crate::common;
 
 use std::{
-    net::TcpListener,
     path::PathBuf,
     process::{Command, Stdio},
     sync::Arc,
@@ -42,13 +41,6 @@ impl Handler for Effects {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
 fn sbin(tool: &str) -> Option<PathBuf> {
     // The plain scripts, not Debian's /usr/sbin wrappers: those switch to the rabbitmq
     // user, whose cookie and permissions differ from the test's.
@@ -80,7 +72,7 @@ impl Node {
         let dir =
             std::env::temp_dir().join(format!("storeops-rmq-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("node dir");
-        let port = free_port();
+        let port = common::free_port();
         std::fs::write(
             dir.join("rabbitmq.conf"),
             format!("listeners.tcp.default = 127.0.0.1:{port}\n"),
@@ -118,7 +110,7 @@ impl Node {
         command
             .env("RABBITMQ_NODENAME", &self.name)
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
-            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("RABBITMQ_DIST_PORT", common::free_port().to_string())
             .env("RABBITMQ_CONFIG_FILE", self.dir.join("rabbitmq.conf"))
             .env(
                 "RABBITMQ_ENABLED_PLUGINS_FILE",

@@ -5,10 +5,11 @@
 
 use crate::common;
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use common::{SeededStore, TestApp, eventually, token};
 use serde_json::Value;
+use sqlx::Connection;
 use storeops::{
     auth::Role,
     maintenance::{Pruner, Retention},
@@ -360,37 +361,6 @@ async fn overdue_ranks_stores_and_csv_streams_scoped_rows() {
     assert_eq!(empty.lines().count(), 1);
 }
 
-/// Undoes a drill on the shared replica even when an assertion fails.
-struct ReplicaGuard;
-
-fn dev_env(command: &str) -> bool {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/dev-env");
-    Command::new(script)
-        .arg(command)
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn replica_sql(sql: &str) -> bool {
-    let psql = format!(
-        "{}/psql",
-        std::env::var("STOREOPS_PG_BIN").expect("STOREOPS_PG_BIN (scripts/dev-env env)")
-    );
-    let url = std::env::var("DATABASE_REPLICA_URLS").expect("DATABASE_REPLICA_URLS");
-    Command::new(psql)
-        .args([url.as_str(), "-Atqc", sql])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-impl Drop for ReplicaGuard {
-    fn drop(&mut self) {
-        // Best effort, and no panic while unwinding: `scripts/dev-env up` repairs the rest.
-        dev_env("replica-start");
-        replica_sql("SELECT pg_wal_replay_resume() WHERE pg_is_wal_replay_paused()");
-    }
-}
-
 async fn source_of(app: &TestApp, token: &str) -> (String, Value) {
     json_ok(app.get("/api/v1/reports/overdue", token).await).await
 }
@@ -404,23 +374,42 @@ fn overdue_of(report: &Value, store: &SeededStore) -> i64 {
         .map_or(0, |i| i["overdue"].as_i64().unwrap_or(0))
 }
 
+/// A primary and its streaming replica of this test's own: the drill pauses replay and
+/// stops the replica, which the shared dev services must never see.
 #[tokio::test]
 async fn reports_read_the_replica_and_fall_back_when_it_lags_or_stops() {
-    let replica = std::env::var("DATABASE_REPLICA_URLS").expect("DATABASE_REPLICA_URLS");
-    let replica_url =
-        common::url_for_database(replica.split(',').next().expect("a replica"), "{db}");
-    let app = TestApp::spawn_configured(
+    let primary = common::OwnPostgres::start();
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect(&primary.url())
+        .await
+        .expect("connect to the primary");
+    storeops::db::MIGRATOR.run(&db).await.expect("migrate");
+    let replica = common::OwnPostgres::replica_of(&primary);
+    let replica_url = replica.url();
+    let replica_sql = |sql: &'static str| {
+        let url = replica_url.clone();
+        async move {
+            let mut connection = sqlx::PgConnection::connect(&url)
+                .await
+                .expect("connect to the replica");
+            sqlx::query(sql).execute(&mut connection).await.expect(sql);
+        }
+    };
+    let app = TestApp::spawn_on(
+        "postgres".to_owned(),
+        db,
+        primary.url(),
         2,
         false,
         &[
-            ("DATABASE_REPLICA_URLS", replica_url.as_str()),
-            ("DATABASE_REPLICA_NAMES", "dev"),
+            ("DATABASE_REPLICA_URLS", replica.url().as_str()),
+            ("DATABASE_REPLICA_NAMES", "own"),
             ("REPLICA_MAX_LAG_SECONDS", "2"),
             ("REPLICA_LAG_CHECK_INTERVAL_MS", "200"),
         ],
     )
     .await;
-    let _guard = ReplicaGuard;
     let stores = app.stores().await;
     let hq = token(Role::Hq, None, None);
 
@@ -440,7 +429,7 @@ async fn reports_read_the_replica_and_fall_back_when_it_lags_or_stops() {
     .await;
 
     // Replay paused past the lag limit: the replica is skipped, the primary answers.
-    assert!(replica_sql("SELECT pg_wal_replay_pause()"), "pause replay");
+    replica_sql("SELECT pg_wal_replay_pause()").await;
     task(&app, &stores[1], 1, "open", 0).await;
     eventually(
         Duration::from_secs(15),
@@ -451,10 +440,7 @@ async fn reports_read_the_replica_and_fall_back_when_it_lags_or_stops() {
         },
     )
     .await;
-    assert!(
-        replica_sql("SELECT pg_wal_replay_resume()"),
-        "resume replay"
-    );
+    replica_sql("SELECT pg_wal_replay_resume()").await;
     eventually(
         Duration::from_secs(15),
         "the replica back once caught up",
@@ -466,7 +452,12 @@ async fn reports_read_the_replica_and_fall_back_when_it_lags_or_stops() {
     .await;
 
     // Replica stopped: every report still answers, from the primary, and says so.
-    assert!(dev_env("replica-stop"), "stop the replica");
+    let replica = tokio::task::spawn_blocking(move || {
+        replica.ctl("stop");
+        replica
+    })
+    .await
+    .expect("stop the replica");
     for _ in 0..5 {
         let (source, _) = source_of(&app, &hq).await;
         assert_eq!(source, "primary");
@@ -475,7 +466,13 @@ async fn reports_read_the_replica_and_fall_back_when_it_lags_or_stops() {
         assert_eq!(csv.headers()["x-data-source"], "primary");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(dev_env("replica-start"), "start the replica");
+    // Kept until the end: dropping it stops the replica.
+    let _replica = tokio::task::spawn_blocking(move || {
+        replica.ctl("start");
+        replica
+    })
+    .await
+    .expect("start the replica");
     eventually(
         Duration::from_secs(20),
         "the restarted replica used again",

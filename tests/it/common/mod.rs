@@ -2,6 +2,9 @@
 //! database cloned from a migrated template, on the services `scripts/dev-env` runs.
 #![allow(dead_code)] // tests/trace_propagation.rs uses only part of the harness
 
+mod own_postgres;
+pub use own_postgres::OwnPostgres;
+
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use sqlx::{Connection, Executor, PgConnection, PgPool, postgres::PgPoolOptions};
@@ -225,6 +228,26 @@ impl TestApp {
     ) -> Self {
         let (database, db) = fresh_database().await;
         let primary_url = url_for_database(&database_url(), &database);
+        Self::spawn_on(
+            database,
+            db,
+            primary_url,
+            stores,
+            allow_private_webhooks,
+            reporting_env,
+        )
+        .await
+    }
+
+    /// As `spawn_configured`, on a migrated database the caller made (`primary_url`).
+    pub async fn spawn_on(
+        database: String,
+        db: PgPool,
+        primary_url: String,
+        stores: u32,
+        allow_private_webhooks: bool,
+        reporting_env: &[(&str, &str)],
+    ) -> Self {
         let env: std::collections::HashMap<String, String> = reporting_env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.replace("{db}", &database)))
