@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{self, OwnPostgres, Process, client, is_leader, token};
+use crate::common::{self, Process, client, is_leader, token};
+use common::own_postgres::OwnPostgres;
 use storeops::auth::Role;
 
 #[tokio::test]

@@ -378,14 +378,14 @@ fn overdue_of(report: &Value, store: &SeededStore) -> i64 {
 /// stops the replica, which the shared dev services must never see.
 #[tokio::test]
 async fn reports_read_the_replica_and_fall_back_when_it_lags_or_stops() {
-    let primary = common::OwnPostgres::start();
+    let primary = common::own_postgres::OwnPostgres::start();
     let db = sqlx::postgres::PgPoolOptions::new()
         .max_connections(8)
         .connect(&primary.url())
         .await
         .expect("connect to the primary");
     storeops::db::MIGRATOR.run(&db).await.expect("migrate");
-    let replica = common::OwnPostgres::replica_of(&primary);
+    let replica = common::own_postgres::OwnPostgres::replica_of(&primary);
     let replica_url = replica.url();
     let replica_sql = |sql: &'static str| {
         let url = replica_url.clone();

@@ -2,8 +2,7 @@
 //! database cloned from a migrated template, on the services `scripts/dev-env` runs.
 #![allow(dead_code)] // tests/trace_propagation.rs uses only part of the harness
 
-mod own_postgres;
-pub use own_postgres::OwnPostgres;
+pub mod own_postgres;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
