@@ -282,6 +282,7 @@ def build(ctx: dict) -> list[Attack]:
     }
     for list_name, path in [("stores", "/api/v1/stores"), ("tasks", f"/api/v1/stores/{home}/tasks"),
                             ("history", "/api/v1/tasks/{open_task}/history"),
+                            ("task items", "/api/v1/tasks/{open_task}/items"),
                             ("templates", "/api/v1/task-templates"), ("webhooks", "/api/v1/webhooks"),
                             ("staff", f"/api/v1/stores/{home}/staff"),
                             ("campaign stores", "/api/v1/campaigns/{campaign}/stores")]:

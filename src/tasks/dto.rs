@@ -8,10 +8,11 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    Priority, TaskId, TaskKind, TaskSource, TaskStatus,
-    repo::{self, TaskEventRow, TaskRow},
+    Priority, TaskId, TaskItemState, TaskKind, TaskSource, TaskStatus,
+    repo::{self, TaskEventRow, TaskItemRow, TaskRow},
 };
 use crate::{
+    ingest::IngestId,
     stores::{StaffId, StoreId},
     templates::{EvidenceRef, TemplateId},
 };
@@ -240,6 +241,48 @@ impl From<TaskEventRow> for TaskEventDto {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    pub cursor: Option<String>,
+    /// 1..=200, default 50.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+}
+
+/// An item (SKU) of a relabel task, as the relabel app shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskItemDto {
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,64}$")]
+    pub sku: String,
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,200}$")]
+    pub name: String,
+    /// The new shelf price as an exact decimal string, without trailing zeros
+    /// (`"9.99"`, `"0.1"`, `"3"`): never a binary floating-point number.
+    #[schema(pattern = "^-?[0-9]+(\\.[0-9]{1,4})?$", example = "9.99")]
+    pub new_price: String,
+    /// ISO 4217, e.g. `EUR`.
+    #[schema(pattern = "^[A-Z]{3}$")]
+    pub currency: String,
+    pub state: TaskItemState,
+    /// The price batch (ingest) that superseded or closed this item; `null` while active.
+    pub superseded_by: Option<IngestId>,
+}
+
+impl From<TaskItemRow> for TaskItemDto {
+    fn from(row: TaskItemRow) -> Self {
+        Self {
+            sku: row.sku,
+            name: row.name,
+            new_price: row.new_price,
+            currency: row.currency,
+            state: row.state,
+            superseded_by: row.superseded_by,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TaskItemsQuery {
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// 1..=200, default 50.
     #[param(minimum = 1, maximum = 200)]

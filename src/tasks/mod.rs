@@ -97,6 +97,23 @@ crate::string_enum!(TaskSource {
     StockAlert => "stock_alert",
 });
 
+/// A relabel task item's state: `active` is still to relabel; a later price batch for
+/// the same store and SKU makes it `superseded` while its task is open, or `closed`
+/// when that task was already closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskItemState {
+    Active,
+    Superseded,
+    Closed,
+}
+
+crate::string_enum!(TaskItemState {
+    Active => "active",
+    Superseded => "superseded",
+    Closed => "closed",
+});
+
 /// What staff do to a task (`POST /tasks/{id}/<action>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

@@ -1,12 +1,13 @@
-//! Reads of tasks and their audit trail (writes: `write.rs`).
+//! Reads of tasks, their audit trail and relabel items (writes: `write.rs`, `relabel.rs`).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row, postgres::PgRow, types::Json};
 use uuid::Uuid;
 
-use super::{Priority, TaskId, TaskKind, TaskSource, TaskStatus};
+use super::{Priority, TaskId, TaskItemState, TaskKind, TaskSource, TaskStatus};
 use crate::{
+    ingest::IngestId,
     stores::{StaffId, StoreId},
     templates::TemplateId,
 };
@@ -215,6 +216,56 @@ pub async fn history(
     .bind(limit)
     .fetch_all(db)
     .await
+}
+
+/// An item (SKU) of a relabel task. `new_price` is the stored decimal as PostgreSQL
+/// writes it (`trim_scale(new_price)::text`): exact, never through a binary float.
+#[derive(Debug, sqlx::FromRow)]
+pub struct TaskItemRow {
+    pub sku: String,
+    pub name: String,
+    pub new_price: String,
+    pub currency: String,
+    pub state: TaskItemState,
+    pub superseded_by: Option<IngestId>,
+}
+
+/// A task's items by SKU, keyset on the SKU, on the primary key (task_id, sku). Two
+/// statements rather than `$2 IS NULL OR sku > $2`, so a later page starts in the
+/// index at its SKU instead of filtering every earlier one.
+pub async fn items(
+    db: &PgPool,
+    task: TaskId,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<TaskItemRow>, sqlx::Error> {
+    match after {
+        Some(sku) => {
+            sqlx::query_as(
+                "SELECT sku, name, trim_scale(new_price)::text AS new_price, currency, state, superseded_by
+                   FROM task_items
+                  WHERE task_id = $1 AND sku > $2
+                  ORDER BY sku LIMIT $3",
+            )
+            .bind(task)
+            .bind(sku)
+            .bind(limit)
+            .fetch_all(db)
+            .await
+        }
+        None => {
+            sqlx::query_as(
+                "SELECT sku, name, trim_scale(new_price)::text AS new_price, currency, state, superseded_by
+                   FROM task_items
+                  WHERE task_id = $1
+                  ORDER BY sku LIMIT $2",
+            )
+            .bind(task)
+            .bind(limit)
+            .fetch_all(db)
+            .await
+        }
+    }
 }
 
 /// Whether `staff` works at `store` (and is active): assignments must stay in the store.

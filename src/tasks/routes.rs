@@ -16,7 +16,7 @@ use super::{
     Action, TaskId, TaskKind, TaskStatus,
     dto::{
         CompleteBody, EmptyBody, HistoryQuery, NewComment, NewTaskBody, ReasonBody, TaskDto,
-        TaskEventDto, TaskListQuery, TaskPatch, TaskSummaryDto,
+        TaskEventDto, TaskItemDto, TaskItemsQuery, TaskListQuery, TaskPatch, TaskSummaryDto,
     },
     idempotency,
     repo::{self, ListFilter},
@@ -43,6 +43,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(redo_task))
         .routes(routes!(cancel_task))
         .routes(routes!(task_history))
+        .routes(routes!(task_items))
         .routes(routes!(add_comment))
 }
 
@@ -315,6 +316,46 @@ async fn task_history(
     Ok(Json(
         page.page(rows, |e| (e.occurred_at, e.id))
             .map(TaskEventDto::from),
+    ))
+}
+
+/// A relabel task's items (SKUs) by SKU, for the relabel app; other kinds of task have
+/// none (an empty page).
+#[utoipa::path(
+    get, path = "/tasks/{task_id}/items", tag = "tasks",
+    params(("task_id" = TaskId, Path, description = "The task's id"), TaskItemsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Page<TaskItemDto>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn task_items(
+    principal: Principal,
+    State(db): State<PgPool>,
+    Path(id): Path<TaskId>,
+    Query(query): Query<TaskItemsQuery>,
+) -> Result<Json<Page<TaskItemDto>>, ApiError> {
+    // The key is the last SKU; one this API issued is a SKU as ingest accepts them.
+    let page =
+        PageRequest::<String>::parse(query.cursor.as_deref(), query.limit)?.check(|sku| {
+            (1..=64).contains(&sku.chars().count()) && !sku.chars().any(char::is_control)
+        })?;
+    let rows = service::items(
+        &db,
+        &principal,
+        id,
+        page.after.as_deref(),
+        page.fetch_limit(),
+    )
+    .await?;
+    Ok(Json(
+        page.page(rows, |item| item.sku.clone())
+            .map(TaskItemDto::from),
     ))
 }
 

@@ -412,6 +412,26 @@ pub async fn history(
     Ok(repo::history(db, id, after, limit).await?)
 }
 
+/// A relabel task's items, of a task the caller can see (404 otherwise, as `get`).
+/// Other kinds have no items: an empty page rather than an error, so the app may ask
+/// for any task it shows.
+pub async fn items(
+    db: &PgPool,
+    principal: &Principal,
+    id: TaskId,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<repo::TaskItemRow>, ApiError> {
+    let task = {
+        let mut conn = db.acquire().await?;
+        readable_task(&mut conn, principal, id, false).await?
+    };
+    if task.kind != TaskKind::PriceRelabel {
+        return Ok(Vec::new());
+    }
+    Ok(repo::items(db, id, after, limit).await?)
+}
+
 /// Anyone who can see a task may comment on it.
 pub async fn comment(
     db: &PgPool,

@@ -18,9 +18,10 @@ use storeops::{
     ingest::{self, IngestOptions},
 };
 
-const GROUPS: &[&str] = &["ingest"];
+/// The consumer groups these tests run (also `task_items.rs`).
+pub(crate) const GROUPS: &[&str] = &["ingest"];
 
-fn integration() -> String {
+pub(crate) fn integration() -> String {
     token(Role::Integration, None, None)
 }
 
@@ -35,7 +36,7 @@ async fn post(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
 }
 
 /// Posts and expects 202; returns the ingest id.
-async fn accepted(app: &TestApp, path: &str, body: &Value) -> String {
+pub(crate) async fn accepted(app: &TestApp, path: &str, body: &Value) -> String {
     let response = post(app, path, body).await;
     assert_eq!(response.status(), 202, "{path}: {body}");
     let location = response
@@ -63,7 +64,7 @@ async fn status(app: &TestApp, id: &str) -> Value {
 }
 
 /// Waits until the ingest is done or failed; returns its status.
-async fn finished(app: &TestApp, id: &str) -> Value {
+pub(crate) async fn finished(app: &TestApp, id: &str) -> Value {
     eventually(Duration::from_secs(60), "ingest finished", || async {
         matches!(
             status(app, id).await["status"].as_str(),
@@ -74,7 +75,8 @@ async fn finished(app: &TestApp, id: &str) -> Value {
     status(app, id).await
 }
 
-fn worker(
+/// The `ingest` consumer group with the relay, as `storeops worker` runs it.
+pub(crate) fn worker(
     app: &TestApp,
     topology: &Topology,
     chunk_stores: usize,
@@ -104,7 +106,7 @@ async fn complete(app: &TestApp, task_id: &str) {
     assert_eq!(completed.status(), 200);
 }
 
-fn line(sku: &str, price: f64) -> Value {
+pub(crate) fn line(sku: &str, price: f64) -> Value {
     json!({"sku": sku, "name": format!("Item {sku}"), "new_price": price, "currency": "EUR"})
 }
 

@@ -24,5 +24,6 @@ mod routing;
 mod scheduler;
 mod schedules;
 mod stores;
+mod task_items;
 mod tasks;
 mod webhooks;
