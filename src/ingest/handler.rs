@@ -42,7 +42,7 @@ impl EventHandler<IngestReceived> for Received {
                 )));
             };
             match source {
-                Source::PriceChange => price::plan(tx, &ingest, self.chunk_stores).await,
+                Source::PriceChange => price::plan(tx, ingest, self.chunk_stores).await,
                 Source::Delivery => single::delivery(tx, &ingest).await,
                 Source::StockAlert => single::stock_alert(tx, &ingest).await,
             }

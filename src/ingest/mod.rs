@@ -1,12 +1,15 @@
 //! Integrations (SPEC §4): price changes, deliveries and stock alerts sent by HQ systems
 //! become store tasks, exactly once. Where a price change becomes a task:
 //!
-//! 1. `routes.rs`: the request is validated (422 with field paths), stored raw as an
-//!    ingest, idempotent on the sender's id, and `ingest.received` is enqueued in the
-//!    same transaction; the answer is 202 with a status URL.
+//! 1. `routes.rs` + `body.rs`: the body streams in (gzip decoded, bounded by its decoded
+//!    size, hashed, compressed for storage) through a streaming validator (422 with
+//!    field paths; prices exact, `money.rs`), never whole in memory; it is stored as an
+//!    ingest, idempotent on the sender and its id, and `ingest.received` is enqueued in
+//!    the same transaction; the answer is 202 with a status URL only the sender can read.
 //! 2. `handler.rs` (consumer group `ingest`): `ingest.received` dispatches by source.
-//! 3. `price.rs`: a price batch is planned once (parsed, resolved to stores, grouped by
-//!    store, cut into chunks of stores written as column arrays) and each chunk is then
+//! 3. `price.rs`: a price batch is planned once (streamed from its stored body into a
+//!    compact plan, resolved to stores, grouped by store, cut into chunks of stores
+//!    written as column arrays) and each chunk is then
 //!    applied by its own `ingest.chunk` message in its own short transaction: one
 //!    relabel task per store, its SKUs as task items, older open items superseded.
 //! 4. `single.rs`: a delivery upserts its receiving task (or cancels it); a stock alert
@@ -15,7 +18,9 @@
 //! Bad items inside an accepted request (unknown store or region) are reported in the
 //! ingest's status while the rest is processed.
 
+pub mod body;
 mod handler;
+mod money;
 pub mod payload;
 mod price;
 pub mod repo;

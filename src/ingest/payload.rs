@@ -5,9 +5,13 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{
+    Deserialize, Deserializer, Serialize,
+    de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor},
+};
 use utoipa::ToSchema;
 
+use super::money::{Price, is_iso_4217};
 use crate::error::FieldError;
 
 /// Field errors reported per request; beyond this the sender has enough to fix.
@@ -43,10 +47,13 @@ pub struct PriceLine<'a> {
     #[serde(borrow)]
     #[schema(value_type = String, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,200}$")]
     pub name: Cow<'a, str>,
-    pub new_price: f64,
+    /// Exact: a JSON number or a decimal string (`9.99`, `"9.99"`), at most 4
+    /// fractional digits, 0 to 9999999999.9999.
+    #[schema(schema_with = super::money::price_schema)]
+    pub new_price: Price,
     /// ISO 4217, e.g. `EUR`.
     #[serde(borrow)]
-    #[schema(value_type = String, pattern = "^[A-Z]{3}$")]
+    #[schema(schema_with = super::money::currency_schema)]
     pub currency: Cow<'a, str>,
     /// ERP store codes; with `regions` absent too, the line applies to every store.
     #[serde(default, borrow)]
@@ -152,34 +159,161 @@ impl Errors {
     }
 }
 
-fn is_currency(code: &str) -> bool {
-    code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())
+/// A price batch's fields other than its lines, as the streaming reader returns them.
+#[derive(Debug)]
+pub struct PriceBatchHeader {
+    pub batch_id: String,
+    pub effective_at: String,
+    /// How many lines `items` held.
+    pub lines: usize,
 }
 
-impl PriceBatch<'_> {
-    pub fn validate(&self) -> Result<Effective, Vec<FieldError>> {
-        let mut errors = Errors::default();
-        errors.text(|| "batch_id".into(), &self.batch_id, 100);
-        let effective = parse_effective(&self.effective_at);
+/// Reads a price batch line by line: `on_line` sees each line as it is parsed and none
+/// is kept, so a batch of any size reads in constant memory. The same rules as
+/// `PriceBatch` (unknown fields refused, every field required once).
+pub fn read_price_batch<'de, D, F>(
+    deserializer: D,
+    on_line: F,
+) -> Result<PriceBatchHeader, D::Error>
+where
+    D: Deserializer<'de>,
+    F: FnMut(usize, PriceLine<'de>),
+{
+    deserializer.deserialize_struct(
+        "PriceBatch",
+        &["batch_id", "effective_at", "items"],
+        BatchVisitor { on_line },
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum BatchField {
+    BatchId,
+    EffectiveAt,
+    Items,
+}
+
+struct BatchVisitor<F> {
+    on_line: F,
+}
+
+impl<'de, F: FnMut(usize, PriceLine<'de>)> Visitor<'de> for BatchVisitor<F> {
+    type Value = PriceBatchHeader;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a price batch object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut batch_id, mut effective_at, mut lines) = (None, None, None);
+        while let Some(field) = map.next_key::<BatchField>()? {
+            match field {
+                BatchField::BatchId if batch_id.is_some() => {
+                    return Err(de::Error::duplicate_field("batch_id"));
+                }
+                BatchField::BatchId => batch_id = Some(map.next_value::<String>()?),
+                BatchField::EffectiveAt if effective_at.is_some() => {
+                    return Err(de::Error::duplicate_field("effective_at"));
+                }
+                BatchField::EffectiveAt => effective_at = Some(map.next_value::<String>()?),
+                BatchField::Items if lines.is_some() => {
+                    return Err(de::Error::duplicate_field("items"));
+                }
+                BatchField::Items => {
+                    lines = Some(map.next_value_seed(Lines {
+                        on_line: &mut self.on_line,
+                    })?);
+                }
+            }
+        }
+        Ok(PriceBatchHeader {
+            batch_id: batch_id.ok_or_else(|| de::Error::missing_field("batch_id"))?,
+            effective_at: effective_at.ok_or_else(|| de::Error::missing_field("effective_at"))?,
+            lines: lines.ok_or_else(|| de::Error::missing_field("items"))?,
+        })
+    }
+}
+
+struct Lines<'f, F> {
+    on_line: &'f mut F,
+}
+
+impl<'de, F: FnMut(usize, PriceLine<'de>)> DeserializeSeed<'de> for Lines<'_, F> {
+    type Value = usize;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<usize, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, F: FnMut(usize, PriceLine<'de>)> Visitor<'de> for Lines<'_, F> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of price lines")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut n = 0;
+        while let Some(line) = seq.next_element::<PriceLine<'de>>()? {
+            if n == MAX_PRICE_LINES {
+                return Err(de::Error::custom(format!(
+                    "a batch holds at most {MAX_PRICE_LINES} lines"
+                )));
+            }
+            (self.on_line)(n, line);
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// Validates a price batch as its lines stream by.
+#[derive(Default)]
+pub struct PriceBatchCheck {
+    errors: Errors,
+}
+
+impl PriceBatchCheck {
+    pub fn line(&mut self, i: usize, line: &PriceLine<'_>) {
+        if !self.errors.full() {
+            line.validate(i, &mut self.errors);
+        }
+    }
+
+    pub fn finish(mut self, header: &PriceBatchHeader) -> Result<Effective, Vec<FieldError>> {
+        let errors = &mut self.errors;
+        errors.text(|| "batch_id".into(), &header.batch_id, 100);
+        let effective = parse_effective(&header.effective_at);
         if effective.is_none() {
             errors.push(
                 || "effective_at".into(),
                 "must be RFC 3339 (with an offset) or a local time like 2026-12-01T06:00:00, in the years 2000-2099",
             );
         }
-        if self.items.is_empty() || self.items.len() > MAX_PRICE_LINES {
+        if header.lines == 0 {
             errors.push(
                 || "items".into(),
                 format!("must hold 1-{MAX_PRICE_LINES} lines"),
             );
         }
+        self.errors
+            .finish(effective.unwrap_or(Effective::At(DateTime::<Utc>::MIN_UTC)))
+    }
+}
+
+impl PriceBatch<'_> {
+    pub fn validate(&self) -> Result<Effective, Vec<FieldError>> {
+        let mut check = PriceBatchCheck::default();
         for (i, line) in self.items.iter().enumerate() {
-            if errors.full() {
-                break;
-            }
-            line.validate(i, &mut errors);
+            check.line(i, line);
         }
-        errors.finish(effective.unwrap_or(Effective::At(DateTime::<Utc>::MIN_UTC)))
+        check.finish(&PriceBatchHeader {
+            batch_id: self.batch_id.to_string(),
+            effective_at: self.effective_at.to_string(),
+            lines: self.items.len(),
+        })
     }
 }
 
@@ -187,16 +321,10 @@ impl PriceLine<'_> {
     fn validate(&self, i: usize, errors: &mut Errors) {
         errors.text(|| format!("items[{i}].sku"), &self.sku, 64);
         errors.text(|| format!("items[{i}].name"), &self.name, 200);
-        if !(self.new_price.is_finite() && (0.0..1e10).contains(&self.new_price)) {
-            errors.push(
-                || format!("items[{i}].new_price"),
-                "must be a number from 0 to 9,999,999,999",
-            );
-        }
-        if !is_currency(&self.currency) {
+        if !is_iso_4217(&self.currency) {
             errors.push(
                 || format!("items[{i}].currency"),
-                "must be an ISO 4217 code like EUR",
+                "must be an ISO 4217 currency code like EUR",
             );
         }
         for (name, list) in [
@@ -295,7 +423,7 @@ mod tests {
         let batch: PriceBatch = serde_json::from_str(
             r#"{"batch_id": "b", "effective_at": "2026-12-01T06:00:00", "items": [
                 {"sku": "A", "name": "a", "new_price": 1.5, "currency": "EUR"},
-                {"sku": "", "name": "b", "new_price": -1, "currency": "eur", "store_codes": []}
+                {"sku": "", "name": "b", "new_price": "0.5", "currency": "eur", "store_codes": []}
             ]}"#,
         )
         .expect("parses");
@@ -303,12 +431,7 @@ mod tests {
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            [
-                "items[1].sku",
-                "items[1].new_price",
-                "items[1].currency",
-                "items[1].store_codes"
-            ]
+            ["items[1].sku", "items[1].currency", "items[1].store_codes"]
         );
     }
 }

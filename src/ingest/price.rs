@@ -1,10 +1,11 @@
 //! Price batches: planned once, applied in chunks of stores.
 //!
-//! Planning (`ingest.received`, one transaction): parse the stored body, resolve each
-//! line to its stores (every store, store codes, regions; unknown names become item
-//! errors), keep one line per store and SKU (the later line wins), cut the stores in
-//! code order into chunks and write each chunk as one row of column arrays, then
-//! enqueue one `ingest.chunk` per chunk.
+//! Planning (`ingest.received`, one transaction): stream the stored body once, keeping
+//! each line compact (interned strings, exact price) and resolving it to its stores
+//! (every store, store codes, regions; unknown names become item errors), keep one line
+//! per store and SKU (the later line wins), cut the stores in code order into chunks
+//! and write each chunk as one row of column arrays as it is cut, then enqueue one
+//! `ingest.chunk` per chunk.
 //!
 //! Applying (`ingest.chunk`, one short transaction per chunk): lock the chunk (applied
 //! already → no-op, whatever the message id), lock its stores against other batches,
@@ -13,14 +14,15 @@
 //! unless a newer batch already holds items there), cancel older relabel
 //! tasks left with nothing to do, count, and finish the ingest with its last chunk.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, hash::BuildHasher, io::Read};
 
 use futures_util::future::BoxFuture;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use sqlx::{Postgres, Transaction};
 
 use super::{
     IngestChunk, IngestId, ItemError, MAX_REPORTED_ERRORS, Source, handler, metrics,
-    payload::PriceBatch,
+    payload::read_price_batch,
     repo::{self, ChunkArrays, Counts, ReceivedIngest},
 };
 use crate::{
@@ -61,12 +63,75 @@ impl ItemErrors {
     }
 }
 
-/// Lines per store (indices into `items`), resolved from each line's targets.
-fn lines_per_store(
-    batch: &PriceBatch<'_>,
+/// A batch's strings, each stored once in one arena (an ERP batch repeats every SKU's
+/// name and currency in every store's lines).
+#[derive(Default)]
+struct Strings {
+    arena: String,
+    spans: Vec<(u32, u32)>,
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+}
+
+impl Strings {
+    fn get(&self, id: u32) -> &str {
+        let (start, end) = self.spans[id as usize];
+        &self.arena[start as usize..end as usize]
+    }
+
+    fn intern(&mut self, text: &str) -> u32 {
+        let Self {
+            arena,
+            spans,
+            index,
+            hasher,
+        } = self;
+        let span_text = |id: &u32| {
+            let (start, end) = spans[*id as usize];
+            &arena[start as usize..end as usize]
+        };
+        let hash = hasher.hash_one(text);
+        if let Some(&id) = index.find(hash, |id| span_text(id) == text) {
+            return id;
+        }
+        let id = spans.len() as u32;
+        let start = arena.len() as u32;
+        arena.push_str(text);
+        spans.push((start, arena.len() as u32));
+        let (arena, spans) = (&*arena, &*spans);
+        index.insert_unique(hash, id, |id| {
+            let (start, end) = spans[*id as usize];
+            hasher.hash_one(&arena[start as usize..end as usize])
+        });
+        id
+    }
+}
+
+/// One price line as the plan keeps it: interned strings and the exact price.
+#[derive(Clone, Copy)]
+struct Line {
+    sku: u32,
+    name: u32,
+    currency: u32,
+    price_units: i64,
+}
+
+/// A batch read from its stored body: compact lines, each store's lines, item errors.
+struct ReadBatch {
+    strings: Strings,
+    lines: Vec<Line>,
+    /// Per store (in `stores` order): indices into `lines`, ascending.
+    per_store: Vec<Vec<u32>>,
+    errors: ItemErrors,
+}
+
+/// Streams the stored body once: each line is interned and resolved to its stores
+/// (every store, store codes, regions; unknown names become item errors) as it is
+/// parsed, so only the compact plan stays in memory, never the body or its lines.
+fn read_batch(
+    body: &mut dyn Read,
     stores: &[repo::StoreRef],
-    errors: &mut ItemErrors,
-) -> Vec<Vec<u32>> {
+) -> Result<ReadBatch, serde_json::Error> {
     let by_code: HashMap<&str, usize> = stores
         .iter()
         .enumerate()
@@ -76,14 +141,32 @@ fn lines_per_store(
     for (i, store) in stores.iter().enumerate() {
         by_region.entry(store.region.as_str()).or_default().push(i);
     }
-    let mut per_store: Vec<Vec<u32>> = vec![Vec::new(); stores.len()];
-    for (i, line) in batch.items.iter().enumerate() {
+    let mut read = ReadBatch {
+        strings: Strings::default(),
+        lines: Vec::new(),
+        per_store: vec![Vec::new(); stores.len()],
+        errors: ItemErrors::default(),
+    };
+    let ReadBatch {
+        strings,
+        lines,
+        per_store,
+        errors,
+    } = &mut read;
+    let mut deserializer = serde_json::Deserializer::from_reader(body);
+    read_price_batch(&mut deserializer, |i, line| {
         let n = i as u32;
+        lines.push(Line {
+            sku: strings.intern(&line.sku),
+            name: strings.intern(&line.name),
+            currency: strings.intern(&line.currency),
+            price_units: line.new_price.units(),
+        });
         if line.store_codes.is_none() && line.regions.is_none() {
-            for lines in &mut per_store {
+            for lines in per_store.iter_mut() {
                 lines.push(n);
             }
-            continue;
+            return;
         }
         for (j, code) in line.store_codes.iter().flatten().enumerate() {
             match by_code.get(code.as_ref()) {
@@ -109,16 +192,17 @@ fn lines_per_store(
                 ),
             }
         }
-    }
-    per_store
+    })?;
+    deserializer.end()?;
+    Ok(read)
 }
 
 /// Keeps one line per SKU in a store's (ascending) lines: the later line wins, the
 /// earlier is reported once. A store named twice by the same line counts once.
-fn dedupe<'b>(
-    batch: &'b PriceBatch<'_>,
+fn dedupe(
+    lines_of: &[Line],
     lines: &mut Vec<u32>,
-    last: &mut HashMap<&'b str, u32>,
+    last: &mut HashMap<u32, u32>,
     reported: &mut [bool],
     errors: &mut ItemErrors,
 ) {
@@ -126,7 +210,7 @@ fn dedupe<'b>(
     lines.dedup();
     let mut duplicates = false;
     for &n in lines.iter() {
-        if let Some(earlier) = last.insert(batch.items[n as usize].sku.as_ref(), n) {
+        if let Some(earlier) = last.insert(lines_of[n as usize].sku, n) {
             duplicates = true;
             let e = earlier as usize;
             if !reported[e] {
@@ -140,78 +224,86 @@ fn dedupe<'b>(
         }
     }
     if duplicates {
-        lines.retain(|&n| last.get(batch.items[n as usize].sku.as_ref()) == Some(&n));
+        lines.retain(|&n| last.get(&lines_of[n as usize].sku) == Some(&n));
     }
 }
 
 /// Plans a price batch into chunks (see the module docs).
 pub async fn plan(
     tx: &mut Transaction<'static, Postgres>,
-    ingest: &ReceivedIngest,
+    ingest: ReceivedIngest,
     chunk_stores: usize,
 ) -> Result<(), HandlerError> {
-    let batch: PriceBatch = match serde_json::from_slice(&ingest.raw) {
-        Ok(batch) => batch,
-        Err(e) => return handler::fail_unreadable(tx, ingest, Source::PriceChange, &e).await,
-    };
     let stores = repo::stores(tx).await?;
-    let mut errors = ItemErrors::default();
-    let mut per_store = lines_per_store(&batch, &stores, &mut errors);
+    // Parsing a large batch is seconds of CPU: off the runtime's threads.
+    let reading = tokio::task::spawn_blocking(move || {
+        let read = match ingest.body() {
+            Ok(mut body) => read_batch(&mut body, &stores),
+            Err(e) => Err(<serde_json::Error as serde::de::Error>::custom(e)),
+        };
+        (ingest, stores, read)
+    });
+    let (ingest, stores, read) = reading
+        .await
+        .map_err(|e| HandlerError::Retryable(format!("planning ingest: {e}")))?;
+    let mut batch = match read {
+        Ok(batch) => batch,
+        Err(e) => return handler::fail_unreadable(tx, &ingest, Source::PriceChange, &e).await,
+    };
     let mut last = HashMap::new();
-    let mut reported = vec![false; batch.items.len()];
-    for lines in &mut per_store {
+    let mut reported = vec![false; batch.lines.len()];
+    for lines in &mut batch.per_store {
         if lines.len() > 1 {
             lines.sort_unstable();
-            dedupe(&batch, lines, &mut last, &mut reported, &mut errors);
+            dedupe(
+                &batch.lines,
+                lines,
+                &mut last,
+                &mut reported,
+                &mut batch.errors,
+            );
         }
     }
-    let mut chunks = Vec::new();
+    drop(reported);
+    // Chunks are written as they are cut: one chunk's arrays in memory at a time.
+    let mut chunks = 0;
     let mut chunk = ChunkArrays::default();
-    for (store, lines) in stores.iter().zip(&per_store) {
-        if lines.is_empty() {
-            continue;
-        }
-        chunk.store_ids.push(store.id);
+    let strings = &batch.strings;
+    let stores_with_lines: Vec<usize> = (0..stores.len())
+        .filter(|&s| !batch.per_store[s].is_empty())
+        .collect();
+    for (k, &s) in stores_with_lines.iter().enumerate() {
+        chunk.store_ids.push(stores[s].id);
         let position = chunk.store_ids.len() as i32;
-        for &n in lines {
-            let line = &batch.items[n as usize];
+        for &n in &batch.per_store[s] {
+            let line = batch.lines[n as usize];
             chunk.item_store.push(position);
-            chunk.skus.push(line.sku.as_ref());
-            chunk.names.push(line.name.as_ref());
-            chunk.prices.push(line.new_price);
-            chunk.currencies.push(line.currency.as_ref());
+            chunk.skus.push(strings.get(line.sku));
+            chunk.names.push(strings.get(line.name));
+            chunk.price_units.push(line.price_units);
+            chunk.currencies.push(strings.get(line.currency));
         }
-        if chunk.store_ids.len() >= chunk_stores {
-            chunks.push(std::mem::take(&mut chunk));
+        if chunk.store_ids.len() >= chunk_stores || k + 1 == stores_with_lines.len() {
+            repo::insert_chunk(tx, ingest.id, chunks, &chunk).await?;
+            chunks += 1;
+            chunk = ChunkArrays::default();
         }
     }
-    if !chunk.store_ids.is_empty() {
-        chunks.push(chunk);
-    }
-    for (no, chunk) in chunks.iter().enumerate() {
-        repo::insert_chunk(tx, ingest.id, no as i32, chunk).await?;
-    }
-    let events: Vec<IngestChunk> = (0..chunks.len())
-        .map(|no| IngestChunk {
+    let events: Vec<IngestChunk> = (0..chunks)
+        .map(|chunk_no| IngestChunk {
             ingest_id: ingest.id,
-            chunk_no: no as i32,
+            chunk_no,
         })
         .collect();
     outbox::enqueue_many(tx, &events).await?;
+    let errors = &batch.errors;
     let error_count = i32::try_from(errors.count).unwrap_or(i32::MAX);
-    repo::mark_planned(
-        tx,
-        ingest.id,
-        chunks.len() as i32,
-        &errors.kept,
-        error_count,
-    )
-    .await?;
+    repo::mark_planned(tx, ingest.id, chunks, &errors.kept, error_count).await?;
     metrics::count(Source::PriceChange, "rejected", errors.count);
     tracing::info!(
         ingest_id = %ingest.id,
-        lines = batch.items.len(),
-        chunks = chunks.len(),
+        lines = batch.lines.len(),
+        chunks,
         errors = errors.count,
         "price batch planned"
     );

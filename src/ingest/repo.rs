@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::{PgConnection, PgPool, types::Json};
 
-use super::{IngestId, ItemError, Source};
+use super::{IngestId, ItemError, Source, body::Encoding};
 use crate::stores::StoreId;
 
 /// A request as the API stores it.
@@ -15,6 +15,7 @@ pub struct NewIngest<'a> {
     pub body_sha256: &'a str,
     pub received_by: &'a str,
     pub raw: &'a [u8],
+    pub raw_encoding: Encoding,
     pub item_count: i32,
     pub effective_at: Option<DateTime<Utc>>,
     pub effective_local: Option<NaiveDateTime>,
@@ -23,9 +24,9 @@ pub struct NewIngest<'a> {
 /// Stores the request; false when the sender's id (or this revision) is already known.
 pub async fn insert(conn: &mut PgConnection, new: &NewIngest<'_>) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
-        "INSERT INTO ingests (id, source, external_id, body_sha256, received_by, raw, item_count,
-                              effective_at, effective_local)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        "INSERT INTO ingests (id, source, external_id, body_sha256, received_by, raw, raw_encoding,
+                              item_count, effective_at, effective_local)
+         VALUES ($1, $2, $3, $4, $5, $6, $10, $7, $8, $9)
          ON CONFLICT DO NOTHING",
     )
     .bind(new.id)
@@ -37,25 +38,29 @@ pub async fn insert(conn: &mut PgConnection, new: &NewIngest<'_>) -> Result<bool
     .bind(new.item_count)
     .bind(new.effective_at)
     .bind(new.effective_local)
+    .bind(new.raw_encoding.as_str())
     .execute(conn)
     .await?
     .rows_affected();
     Ok(inserted == 1)
 }
 
-/// The ingest that already holds this exact request, with its status.
+/// The sender's ingest that already holds this exact request, with its status.
 pub async fn find_revision(
     db: &PgPool,
+    sender: &str,
     source: Source,
     external_id: &str,
     body_sha256: &str,
 ) -> Result<Option<(IngestId, String)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, status FROM ingests WHERE source = $1 AND external_id = $2 AND body_sha256 = $3",
+        "SELECT id, status FROM ingests
+          WHERE received_by = $4 AND source = $1 AND external_id = $2 AND body_sha256 = $3",
     )
     .bind(source.as_str())
     .bind(external_id)
     .bind(body_sha256)
+    .bind(sender)
     .fetch_optional(db)
     .await
 }
@@ -83,14 +88,20 @@ pub struct IngestRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-pub async fn find(db: &PgPool, id: IngestId) -> Result<Option<IngestRow>, sqlx::Error> {
+/// The ingest, if `sender` sent it.
+pub async fn find(
+    db: &PgPool,
+    id: IngestId,
+    sender: &str,
+) -> Result<Option<IngestRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, source, external_id, status, item_count, chunks_total, chunks_remaining,
                 tasks_created, tasks_updated, tasks_superseded, tasks_cancelled, items_created,
                 items_superseded, errors, error_count, received_at, started_at, finished_at
-           FROM ingests WHERE id = $1",
+           FROM ingests WHERE id = $1 AND received_by = $2",
     )
     .bind(id)
+    .bind(sender)
     .fetch_optional(db)
     .await
 }
@@ -103,6 +114,17 @@ pub struct ReceivedIngest {
     pub status: String,
     pub received_by: String,
     pub raw: Vec<u8>,
+    pub raw_encoding: String,
+}
+
+impl ReceivedIngest {
+    /// The stored body as the JSON that was sent, decoded as it is read.
+    pub fn body(&self) -> Result<Box<dyn std::io::Read + Send + '_>, super::body::UnknownEncoding> {
+        Ok(super::body::decoded(
+            &self.raw,
+            Encoding::parse(&self.raw_encoding).map_err(|_| super::body::UnknownEncoding)?,
+        ))
+    }
 }
 
 /// Locks the ingest for planning; the raw body only while it is still `received`.
@@ -111,7 +133,7 @@ pub async fn lock_received(
     id: IngestId,
 ) -> Result<Option<ReceivedIngest>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, source, status, received_by,
+        "SELECT id, source, status, received_by, raw_encoding,
                 CASE WHEN status = 'received' THEN raw ELSE ''::bytea END AS raw
            FROM ingests WHERE id = $1 FOR UPDATE",
     )
@@ -156,7 +178,8 @@ pub struct ChunkArrays<'a> {
     pub item_store: Vec<i32>,
     pub skus: Vec<&'a str>,
     pub names: Vec<&'a str>,
-    pub prices: Vec<f64>,
+    /// Exact prices in ten-thousandths.
+    pub price_units: Vec<i64>,
     pub currencies: Vec<&'a str>,
 }
 
@@ -167,7 +190,7 @@ pub async fn insert_chunk(
     chunk: &ChunkArrays<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO ingest_chunks (ingest_id, chunk_no, store_ids, item_store, skus, names, prices, currencies)
+        "INSERT INTO ingest_chunks (ingest_id, chunk_no, store_ids, item_store, skus, names, price_units, currencies)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(ingest_id)
@@ -176,7 +199,7 @@ pub async fn insert_chunk(
     .bind(&chunk.item_store)
     .bind(&chunk.skus)
     .bind(&chunk.names)
-    .bind(&chunk.prices)
+    .bind(&chunk.price_units)
     .bind(&chunk.currencies)
     .execute(conn)
     .await
@@ -315,7 +338,7 @@ pub async fn mark_chunk_applied(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE ingest_chunks SET applied_at = now(), item_store = NULL, skus = NULL, names = NULL,
-                prices = NULL, currencies = NULL
+                price_units = NULL, currencies = NULL
           WHERE ingest_id = $1 AND chunk_no = $2",
     )
     .bind(ingest_id)

@@ -2,27 +2,30 @@
 //! `GET /integrations/ingests/{ingest_id}`. Integration tokens only: the router's layer
 //! refuses everyone else before a byte of the (large) body is read.
 
+use std::io::Read;
+
 use axum::{
-    body::Bytes,
-    extract::{DefaultBodyLimit, FromRequest, Request, State},
+    Extension,
+    extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use serde::{Serialize, de::DeserializeOwned};
 use sqlx::PgPool;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    IngestId, IngestReceived, IngestStatus, ItemError, Source, metrics,
-    payload::{Delivery, Effective, PriceBatch, StockAlert},
+    IngestId, IngestReceived, IngestStatus, ItemError, Source,
+    body::{self, CheckError, Checker, IngestBody, Received},
+    metrics,
+    payload::{Delivery, Effective, PriceBatch, PriceBatchCheck, StockAlert, read_price_batch},
     repo::{self, NewIngest},
 };
 use crate::{
     auth::Principal,
-    error::{ApiError, FieldError, Problem},
+    error::{ApiError, Problem},
     events::outbox,
     http::{
         AppState,
@@ -36,62 +39,11 @@ pub fn router(body_limit_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(post_deliveries))
         .routes(routes!(post_stock_alerts))
         .routes(routes!(get_ingest))
-        .layer(DefaultBodyLimit::max(body_limit_bytes))
+        .layer(Extension(Limits {
+            price_batch: body_limit_bytes,
+            single_item: body_limit_bytes.min(SINGLE_ITEM_LIMIT_BYTES),
+        }))
         .layer(axum::middleware::from_fn(crate::auth::require_integration))
-}
-
-/// The body as sent (it is stored raw), after a JSON content-type check.
-pub struct RawJson(Bytes);
-
-impl<S: Send + Sync> FromRequest<S> for RawJson {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|v| v.trim().to_ascii_lowercase())
-            .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
-        if !is_json {
-            return Err(ApiError::UnsupportedMediaType(
-                "expected Content-Type: application/json".to_owned(),
-            ));
-        }
-        Bytes::from_request(request, state)
-            .await
-            .map(Self)
-            .map_err(|rejection| match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(
-                    "the batch is larger than the ingest body limit".to_owned(),
-                ),
-                _ => ApiError::BadRequest(rejection.body_text()),
-            })
-    }
-}
-
-/// Parses the body; only when that fails is it parsed again, tracking the path, to name
-/// the field (the fast path stays fast for a million lines).
-fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    let error = match serde_json::from_slice(body) {
-        Ok(value) => return Ok(value),
-        Err(error) => error,
-    };
-    if !error.is_data() {
-        return Err(ApiError::BadRequest(format!(
-            "the body is not valid JSON: {error}"
-        )));
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let field = match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
-        Err(e) if e.path().to_string() != "." => e.path().to_string(),
-        _ => "body".to_owned(),
-    };
-    Err(ApiError::Validation(vec![FieldError::new(
-        field,
-        error.to_string(),
-    )]))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -144,54 +96,46 @@ struct Checked {
     effective: Option<Effective>,
 }
 
-/// Bodies above this are parsed and hashed on blocking threads.
-const OFF_RUNTIME_BYTES: usize = 256 * 1024;
+/// The decoded size of a delivery or stock alert (validation bounds them far below it).
+const SINGLE_ITEM_LIMIT_BYTES: usize = 1 << 20;
 
-fn sha256_hex(body: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(body))
+/// The body limits of the integration routes.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    price_batch: usize,
+    single_item: usize,
 }
 
-/// Parses, validates and hashes the body. A large price batch takes a second or more of
-/// CPU for each: they run side by side on blocking threads, so the runtime keeps serving
-/// other requests and the POST answers sooner.
-async fn check_and_hash(
-    body: &Bytes,
-    check: fn(&[u8]) -> Result<Checked, ApiError>,
-) -> Result<(Checked, String), ApiError> {
-    if body.len() < OFF_RUNTIME_BYTES {
-        return Ok((check(body)?, sha256_hex(body)));
-    }
-    let hashing = tokio::task::spawn_blocking({
-        let body = body.clone();
-        move || sha256_hex(&body)
-    });
-    let checking = tokio::task::spawn_blocking({
-        let body = body.clone();
-        move || check(&body)
-    });
-    let (digest, checked) = tokio::join!(hashing, checking);
-    let blocking_failed = |e: tokio::task::JoinError| {
-        ApiError::Internal(anyhow::Error::new(e).context("checking an ingest body"))
-    };
-    Ok((
-        checked.map_err(blocking_failed)??,
-        digest.map_err(blocking_failed)?,
-    ))
-}
-
-fn check_price_batch(body: &[u8]) -> Result<Checked, ApiError> {
-    let batch: PriceBatch = decode(body)?;
-    let effective = batch.validate().map_err(ApiError::Validation)?;
+fn check_price_batch(body: &mut dyn Read) -> Result<Checked, CheckError> {
+    let mut check = PriceBatchCheck::default();
+    let mut deserializer = serde_json::Deserializer::from_reader(body);
+    let header = read_price_batch(&mut deserializer, |i, line| check.line(i, &line))?;
+    deserializer.end()?;
+    let effective = check.finish(&header).map_err(CheckError::Invalid)?;
     Ok(Checked {
-        external_id: batch.batch_id.into_owned(),
-        item_count: batch.items.len(),
+        external_id: header.batch_id,
+        item_count: header.lines,
         effective: Some(effective),
     })
 }
 
-fn check_delivery(body: &[u8]) -> Result<Checked, ApiError> {
-    let delivery: Delivery = decode(body)?;
-    delivery.validate().map_err(ApiError::Validation)?;
+fn price_batch_path(body: &mut dyn Read) -> Option<String> {
+    let mut deserializer = serde_json::Deserializer::from_reader(body);
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(&mut deserializer, &mut track);
+    read_price_batch(tracked, |_, _| ()).err()?;
+    Some(track.path().to_string()).filter(|path| path != ".")
+}
+
+fn single_path<T: DeserializeOwned>(body: &mut dyn Read) -> Option<String> {
+    let mut deserializer = serde_json::Deserializer::from_reader(body);
+    let error = serde_path_to_error::deserialize::<_, T>(&mut deserializer).err()?;
+    Some(error.path().to_string()).filter(|path| path != ".")
+}
+
+fn check_delivery(body: &mut dyn Read) -> Result<Checked, CheckError> {
+    let delivery: Delivery = serde_json::from_reader(body)?;
+    delivery.validate().map_err(CheckError::Invalid)?;
     Ok(Checked {
         external_id: delivery.delivery_id,
         item_count: 1,
@@ -199,9 +143,9 @@ fn check_delivery(body: &[u8]) -> Result<Checked, ApiError> {
     })
 }
 
-fn check_stock_alert(body: &[u8]) -> Result<Checked, ApiError> {
-    let alert: StockAlert = decode(body)?;
-    alert.validate().map_err(ApiError::Validation)?;
+fn check_stock_alert(body: &mut dyn Read) -> Result<Checked, CheckError> {
+    let alert: StockAlert = serde_json::from_reader(body)?;
+    alert.validate().map_err(CheckError::Invalid)?;
     Ok(Checked {
         external_id: alert.alert_id,
         item_count: 1,
@@ -209,32 +153,36 @@ fn check_stock_alert(body: &[u8]) -> Result<Checked, ApiError> {
     })
 }
 
-/// Stores the request once per sender id and enqueues its processing; a re-post of the
-/// same request answers the same ingest.
+/// Stores the request once per sender and sender's id, and enqueues its processing; a
+/// re-post of the same request answers the same ingest.
 async fn accept(
     db: &PgPool,
     principal: &Principal,
     source: Source,
-    body: RawJson,
-    check: fn(&[u8]) -> Result<Checked, ApiError>,
+    body: IngestBody,
+    limit: usize,
+    checker: Checker<Checked>,
 ) -> Result<Response, ApiError> {
-    let (
-        Checked {
-            external_id,
-            item_count,
-            effective,
-        },
-        body_sha256,
-    ) = check_and_hash(&body.0, check).await?;
+    let Received {
+        checked:
+            Checked {
+                external_id,
+                item_count,
+                effective,
+            },
+        stored,
+        encoding,
+        sha256,
+    } = body::receive(body, limit, checker).await?;
     let external_id = external_id.as_str();
-    let raw: &[u8] = &body.0;
     let new = NewIngest {
         id: IngestId::generate(),
         source,
         external_id,
-        body_sha256: &body_sha256,
+        body_sha256: &sha256,
         received_by: &principal.subject,
-        raw,
+        raw: &stored,
+        raw_encoding: encoding,
         item_count: i32::try_from(item_count).unwrap_or(i32::MAX),
         effective_at: match effective {
             Some(Effective::At(at)) => Some(at),
@@ -261,7 +209,8 @@ async fn accept(
         (new.id, IngestStatus::Received)
     } else {
         tx.rollback().await?;
-        let Some((id, status)) = repo::find_revision(db, source, external_id, &body_sha256).await?
+        let Some((id, status)) =
+            repo::find_revision(db, &principal.subject, source, external_id, &sha256).await?
         else {
             return Err(ApiError::Conflict(format!(
                 "{external_id} was already received with a different body"
@@ -289,6 +238,8 @@ async fn accept(
 /// A price batch: one relabel task per affected store, its SKUs as task items.
 #[utoipa::path(
     post, path = "/integrations/price-changes", tag = "integrations",
+    params(("Content-Encoding" = Option<String>, Header, pattern = "^(gzip|x-gzip|identity)$",
+             description = "gzip or identity; the body limit applies to the decoded JSON too")),
     request_body = PriceBatch,
     security(("bearer" = [])),
     responses(
@@ -305,14 +256,20 @@ async fn accept(
 async fn post_price_changes(
     principal: Principal,
     State(db): State<PgPool>,
-    body: RawJson,
+    Extension(limits): Extension<Limits>,
+    body: IngestBody,
 ) -> Result<Response, ApiError> {
+    let checker = Checker {
+        check: check_price_batch,
+        failing_path: price_batch_path,
+    };
     accept(
         &db,
         &principal,
         Source::PriceChange,
         body,
-        check_price_batch,
+        limits.price_batch,
+        checker,
     )
     .await
 }
@@ -321,6 +278,8 @@ async fn post_price_changes(
 /// updates it, `status: cancelled` cancels it.
 #[utoipa::path(
     post, path = "/integrations/deliveries", tag = "integrations",
+    params(("Content-Encoding" = Option<String>, Header, pattern = "^(gzip|x-gzip|identity)$",
+             description = "gzip or identity; the body limit applies to the decoded JSON too")),
     request_body = Delivery,
     security(("bearer" = [])),
     responses(
@@ -336,14 +295,29 @@ async fn post_price_changes(
 async fn post_deliveries(
     principal: Principal,
     State(db): State<PgPool>,
-    body: RawJson,
+    Extension(limits): Extension<Limits>,
+    body: IngestBody,
 ) -> Result<Response, ApiError> {
-    accept(&db, &principal, Source::Delivery, body, check_delivery).await
+    let checker = Checker {
+        check: check_delivery,
+        failing_path: single_path::<Delivery>,
+    };
+    accept(
+        &db,
+        &principal,
+        Source::Delivery,
+        body,
+        limits.single_item,
+        checker,
+    )
+    .await
 }
 
 /// A stock alert: the one open restock task of the store and SKU, created or updated.
 #[utoipa::path(
     post, path = "/integrations/stock-alerts", tag = "integrations",
+    params(("Content-Encoding" = Option<String>, Header, pattern = "^(gzip|x-gzip|identity)$",
+             description = "gzip or identity; the body limit applies to the decoded JSON too")),
     request_body = StockAlert,
     security(("bearer" = [])),
     responses(
@@ -360,9 +334,22 @@ async fn post_deliveries(
 async fn post_stock_alerts(
     principal: Principal,
     State(db): State<PgPool>,
-    body: RawJson,
+    Extension(limits): Extension<Limits>,
+    body: IngestBody,
 ) -> Result<Response, ApiError> {
-    accept(&db, &principal, Source::StockAlert, body, check_stock_alert).await
+    let checker = Checker {
+        check: check_stock_alert,
+        failing_path: single_path::<StockAlert>,
+    };
+    accept(
+        &db,
+        &principal,
+        Source::StockAlert,
+        body,
+        limits.single_item,
+        checker,
+    )
+    .await
 }
 
 /// An ingest's status: received, processing, done or failed; counts; per-item errors.
@@ -379,10 +366,12 @@ async fn post_stock_alerts(
     )
 )]
 async fn get_ingest(
+    principal: Principal,
     State(db): State<PgPool>,
     Path(id): Path<IngestId>,
 ) -> Result<Json<IngestDto>, ApiError> {
-    let row = repo::find(&db, id)
+    // Another sender's ingest does not exist for this one.
+    let row = repo::find(&db, id, &principal.subject)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("ingest {id} does not exist")))?;
     Ok(Json(IngestDto {

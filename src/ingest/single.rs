@@ -29,7 +29,11 @@ async fn read<T: DeserializeOwned>(
     source: Source,
     store_code: fn(&T) -> &str,
 ) -> Result<Option<(T, StoreId)>, HandlerError> {
-    let request: T = match serde_json::from_slice(&ingest.raw) {
+    let parsed = match ingest.body() {
+        Ok(body) => serde_json::from_reader(body),
+        Err(e) => Err(<serde_json::Error as serde::de::Error>::custom(e)),
+    };
+    let request: T = match parsed {
         Ok(request) => request,
         Err(e) => {
             handler::fail_unreadable(tx, ingest, source, &e).await?;
@@ -155,7 +159,7 @@ async fn cancel_delivery(
 ) -> Result<(), HandlerError> {
     let mut counts = Counts::default();
     let mut errors = Vec::new();
-    match write::open_receiving_task(tx, ingest.id, delivery_id).await? {
+    match write::open_receiving_task(tx, ingest.id, &ingest.received_by, delivery_id).await? {
         Some(task) => {
             write::cancel_by_system(
                 tx,

@@ -10,7 +10,7 @@ use crate::{ingest::IngestId, stores::StoreId};
 
 /// The chunk's (store, SKU) pairs as a relation (`n`).
 const CHUNK_ITEMS: &str = "ingest_chunks c
-    CROSS JOIN LATERAL unnest(c.item_store, c.skus, c.names, c.prices, c.currencies)
+    CROSS JOIN LATERAL unnest(c.item_store, c.skus, c.names, c.price_units, c.currencies)
         AS n(store_no, sku, name, price, currency)";
 
 /// Serialises price work per store across batches (in one global order: no deadlocks),
@@ -74,7 +74,7 @@ pub async fn insert_items(
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO task_items (task_id, sku, store_id, ingest_id, name, new_price, currency)
          SELECT ($3::uuid[])[n.store_no], n.sku, c.store_ids[n.store_no], $1, n.name,
-                n.price::numeric(14, 4), n.currency
+                (n.price::numeric / 10000)::numeric(14, 4), n.currency
            FROM {CHUNK_ITEMS}
           WHERE c.ingest_id = $1 AND c.chunk_no = $2
          {on_conflict}"
@@ -96,7 +96,7 @@ pub async fn insert_items_already_superseded(
 ) -> Result<u64, sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO task_items (task_id, sku, store_id, ingest_id, name, new_price, currency, state, superseded_by)
-         SELECT ($3::uuid[])[n.store_no], n.sku, a.store_id, $1, n.name, n.price::numeric(14, 4), n.currency,
+         SELECT ($3::uuid[])[n.store_no], n.sku, a.store_id, $1, n.name, (n.price::numeric / 10000)::numeric(14, 4), n.currency,
                 'superseded', a.ingest_id
            FROM {CHUNK_ITEMS}
            JOIN task_items a ON a.store_id = c.store_ids[n.store_no] AND a.sku = n.sku AND a.state = 'active'

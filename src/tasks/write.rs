@@ -410,7 +410,7 @@ pub struct Upserted {
     pub inserted: bool,
 }
 
-/// The receiving task of a delivery (`delivery_id` is its external key).
+/// The receiving task of a delivery (the sender's `delivery_id` is its external key).
 pub struct ReceivingTask<'a> {
     pub ingest: IngestId,
     pub store_id: StoreId,
@@ -430,7 +430,7 @@ pub async fn upsert_receiving(
     let written: Option<Upserted> = sqlx::query_as(
         "INSERT INTO tasks (id, store_id, kind, source, title, description, ingest_id, external_ref, due_at, created_by)
          VALUES ($1, $2, 'receiving', 'delivery', $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (external_ref) WHERE source = 'delivery' DO UPDATE
+         ON CONFLICT (created_by, external_ref) WHERE source = 'delivery' DO UPDATE
             SET store_id = EXCLUDED.store_id, title = EXCLUDED.title, description = EXCLUDED.description,
                 due_at = EXCLUDED.due_at, ingest_id = EXCLUDED.ingest_id,
                 row_version = tasks.row_version + 1, updated_at = now()
@@ -457,20 +457,22 @@ pub async fn upsert_receiving(
     .await
 }
 
-/// The open receiving task of a delivery, locked, unless a newer revision wrote it.
+/// The open receiving task of a sender's delivery, locked, unless a newer revision wrote it.
 pub async fn open_receiving_task(
     conn: &mut PgConnection,
     ingest: IngestId,
+    sender: &str,
     delivery_id: &str,
 ) -> Result<Option<TaskId>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT id FROM tasks
-          WHERE source = 'delivery' AND external_ref = $1 AND ingest_id < $2
+          WHERE source = 'delivery' AND created_by = $3 AND external_ref = $1 AND ingest_id < $2
             AND status IN ('open', 'in_progress', 'submitted')
           FOR UPDATE",
     )
     .bind(delivery_id)
     .bind(ingest)
+    .bind(sender)
     .fetch_optional(conn)
     .await
 }

@@ -399,8 +399,10 @@ async fn an_ingest_whose_message_can_never_apply_fails_visibly() {
             source: storeops::ingest::Source::Delivery,
             external_id: "D-NUL",
             body_sha256: "0",
-            received_by: "erp",
+            // The integration token's sender: only it may read the ingest.
+            received_by: "test-integration",
             raw: raw.as_bytes(),
+            raw_encoding: storeops::ingest::body::Encoding::Identity,
             item_count: 1,
             effective_at: None,
             effective_local: None,

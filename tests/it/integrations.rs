@@ -673,3 +673,268 @@ async fn concurrent_stock_alerts_for_one_sku_leave_one_open_restock_task() {
     worker.shutdown().await;
     teardown(&topology, GROUPS).await;
 }
+
+/// An integration token of its own sender (`sub`).
+fn sender(sub: &str) -> String {
+    let mut claims = common::claims(Role::Integration, None, None);
+    claims.sub = sub.to_owned();
+    common::signer().sign(&claims).expect("sign")
+}
+
+/// Posts raw bytes with the given headers; returns the response.
+async fn post_bytes(
+    app: &TestApp,
+    path: &str,
+    bearer: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(app.url(&format!("/api/v1/integrations/{path}")))
+        .bearer_auth(bearer)
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(body).send().await.expect("send")
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+#[tokio::test]
+async fn prices_are_exact_and_gzip_bodies_are_decoded_within_the_limit() {
+    common::init_logs();
+    let app = TestApp::spawn(1).await;
+    let erp = integration();
+    // Numbers as written on the wire (exponents, many digits) and decimal strings.
+    let batch = r#"{"batch_id": "EXACT-1", "effective_at": "2030-03-01T06:00:00", "items": [
+            {"sku": "P1", "name": "a", "new_price": 0.1, "currency": "EUR"},
+            {"sku": "P2", "name": "b", "new_price": "9.99", "currency": "EUR"},
+            {"sku": "P3", "name": "c", "new_price": 1e2, "currency": "JPY"},
+            {"sku": "P4", "name": "d", "new_price": "1234567890.1234", "currency": "EUR"},
+            {"sku": "P5", "name": "e", "new_price": 15e-4, "currency": "CHF"},
+            {"sku": "P6", "name": "f", "new_price": 2.50000, "currency": "EUR"},
+            {"sku": "P7", "name": "g", "new_price": 9999999999.9999, "currency": "EUR"}
+        ]}"#
+    .to_owned();
+    // The same batch, gzip on the wire: accepted, and the same ingest as the plain post.
+    let zipped = post_bytes(
+        &app,
+        "price-changes",
+        &erp,
+        &[("content-encoding", "gzip")],
+        gzip(batch.as_bytes()),
+    )
+    .await;
+    assert_eq!(
+        zipped.status(),
+        202,
+        "{}",
+        zipped.text().await.unwrap_or_default()
+    );
+    let id = zipped.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let plain = post_bytes(&app, "price-changes", &erp, &[], batch.clone().into_bytes()).await;
+    assert_eq!(plain.status(), 202);
+    assert_eq!(plain.json::<Value>().await.expect("json")["id"], id);
+
+    let topology = test_topology(&[200]);
+    let worker = worker(&app, &topology, 40, 2);
+    worker.wait_connected().await;
+    let done = finished(&app, &id).await;
+    assert_eq!(done["status"], "done", "{done}");
+    let prices: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT sku, new_price::text, currency FROM task_items ORDER BY sku")
+            .fetch_all(&app.db)
+            .await
+            .expect("items");
+    let prices: Vec<(&str, &str, &str)> = prices
+        .iter()
+        .map(|(s, p, c)| (s.as_str(), p.as_str(), c.as_str()))
+        .collect();
+    assert_eq!(
+        prices,
+        [
+            ("P1", "0.1000", "EUR"),
+            ("P2", "9.9900", "EUR"),
+            ("P3", "100.0000", "JPY"),
+            ("P4", "1234567890.1234", "EUR"),
+            ("P5", "0.0015", "CHF"),
+            ("P6", "2.5000", "EUR"),
+            ("P7", "9999999999.9999", "EUR"),
+        ]
+    );
+    worker.shutdown().await;
+    teardown(&topology, GROUPS).await;
+
+    // Anything else is a 422 naming the price or the currency.
+    for (price, currency, field) in [
+        ("1.23456", "\"EUR\"", "items[0].new_price"),
+        ("1e-5", "\"EUR\"", "items[0].new_price"),
+        ("-0.01", "\"EUR\"", "items[0].new_price"),
+        ("\"-1\"", "\"EUR\"", "items[0].new_price"),
+        ("10000000000", "\"EUR\"", "items[0].new_price"),
+        ("1e400", "\"EUR\"", "items[0].new_price"),
+        ("\"1e2\"", "\"EUR\"", "items[0].new_price"),
+        ("\"9,99\"", "\"EUR\"", "items[0].new_price"),
+        ("\" 9.99\"", "\"EUR\"", "items[0].new_price"),
+        ("\"9.99999\"", "\"EUR\"", "items[0].new_price"),
+        ("null", "\"EUR\"", "items[0].new_price"),
+        ("true", "\"EUR\"", "items[0].new_price"),
+        ("1.5", "\"ABC\"", "items[0].currency"),
+        ("1.5", "\"XXX\"", "items[0].currency"),
+        ("1.5", "\"eur\"", "items[0].currency"),
+    ] {
+        let body = format!(
+            r#"{{"batch_id": "BAD", "effective_at": "2030-03-01T06:00:00", "items": [{{"sku": "A", "name": "a", "new_price": {price}, "currency": {currency}}}]}}"#
+        );
+        let problem = assert_problem(
+            post_bytes(&app, "price-changes", &erp, &[], body.into_bytes()).await,
+            422,
+        )
+        .await;
+        assert_eq!(
+            problem["errors"][0]["field"], field,
+            "{price} {currency}: {problem}"
+        );
+    }
+
+    // A gzip bomb: 64 KiB on the wire that decodes past the limit is 413, and nothing
+    // was stored.
+    let mut inflated =
+        br#"{"batch_id": "BOMB", "effective_at": "2030-03-01T06:00:00", "items": ["#.to_vec();
+    inflated.resize(4 * common::INGEST_BODY_LIMIT_BYTES, b' ');
+    let bomb = gzip(&inflated);
+    assert!(bomb.len() < common::INGEST_BODY_LIMIT_BYTES / 16);
+    // Then: not gzip at all, an encoding the server does not speak, a gzip stream cut short.
+    let mut cut = gzip(batch.as_bytes());
+    cut.truncate(cut.len() / 2);
+    for (encoding, body, status) in [
+        ("gzip", bomb, 413),
+        ("gzip", batch.clone().into_bytes(), 400),
+        ("br", batch.clone().into_bytes(), 415),
+        ("gzip", cut, 400),
+    ] {
+        let headers = [("content-encoding", encoding)];
+        let response = post_bytes(&app, "price-changes", &erp, &headers, body).await;
+        assert_problem(response, status).await;
+    }
+    // A field error inside a gzip body still names the field.
+    let bad = batch.replace(r#""new_price": "9.99""#, r#""new_price": "9.999999""#);
+    let problem = assert_problem(
+        post_bytes(
+            &app,
+            "price-changes",
+            &erp,
+            &[("content-encoding", "gzip")],
+            gzip(bad.as_bytes()),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(
+        problem["errors"][0]["field"], "items[1].new_price",
+        "{problem}"
+    );
+    assert_eq!(scalar(&app, "SELECT count(*) FROM ingests").await, 1);
+}
+
+#[tokio::test]
+async fn a_sender_reads_only_its_own_ingests_and_its_ids_are_its_own() {
+    common::init_logs();
+    let app = TestApp::spawn(2).await;
+    let stores = app.stores().await;
+    let (erp_a, erp_b) = (sender("erp-a"), sender("wms-b"));
+    let delivery = |store: &str, qty: u32| {
+        json!({"delivery_id": "DLV-7", "store_code": store, "supplier": "Acme",
+               "expected_at": "2030-03-01T08:00:00Z", "lines": [{"sku": "A", "qty": qty}]})
+        .to_string()
+        .into_bytes()
+    };
+    let id_of = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), 202);
+        response.json::<Value>().await.expect("json")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    };
+    let a = id_of(
+        post_bytes(
+            &app,
+            "deliveries",
+            &erp_a,
+            &[],
+            delivery(&stores[0].code, 1),
+        )
+        .await,
+    )
+    .await;
+    // The same delivery id from another sender is another delivery, not a revision.
+    let b = id_of(
+        post_bytes(
+            &app,
+            "deliveries",
+            &erp_b,
+            &[],
+            delivery(&stores[1].code, 2),
+        )
+        .await,
+    )
+    .await;
+    assert_ne!(a, b);
+    // The same batch id with different bodies from two senders: both accepted.
+    let batch = |price: &str| {
+        format!(r#"{{"batch_id": "B-1", "effective_at": "2030-03-01T06:00:00", "items": [{{"sku": "A", "name": "a", "new_price": {price}, "currency": "EUR"}}]}}"#)
+            .into_bytes()
+    };
+    let batch_a = id_of(post_bytes(&app, "price-changes", &erp_a, &[], batch("1.5")).await).await;
+    let batch_b = id_of(post_bytes(&app, "price-changes", &erp_b, &[], batch("2.5")).await).await;
+    assert_ne!(batch_a, batch_b);
+    // Within one sender the id still means one batch.
+    assert_problem(
+        post_bytes(&app, "price-changes", &erp_a, &[], batch("3.5")).await,
+        409,
+    )
+    .await;
+
+    for (token, own, other) in [
+        (&erp_a, &a, &b),
+        (&erp_b, &b, &a),
+        (&erp_a, &batch_a, &batch_b),
+    ] {
+        let path = |id: &str| format!("/api/v1/integrations/ingests/{id}");
+        assert_eq!(app.get(&path(own), token).await.status(), 200);
+        assert_problem(app.get(&path(other), token).await, 404).await;
+    }
+
+    let topology = test_topology(&[200]);
+    let worker = worker(&app, &topology, 40, 2);
+    worker.wait_connected().await;
+    for (id, token) in [(&a, &erp_a), (&b, &erp_b)] {
+        eventually(Duration::from_secs(30), "delivery done", || async {
+            let status: Value = app
+                .get(&format!("/api/v1/integrations/ingests/{id}"), token)
+                .await
+                .json()
+                .await
+                .expect("json");
+            status["status"] == "done"
+        })
+        .await;
+    }
+    assert_eq!(
+        scalar(&app, "SELECT count(DISTINCT created_by) FROM tasks WHERE source = 'delivery' AND external_ref = 'DLV-7'").await,
+        2
+    );
+    worker.shutdown().await;
+    teardown(&topology, GROUPS).await;
+}
