@@ -15,6 +15,9 @@ use crate::events::{
 
 pub struct Received {
     pub chunk_stores: usize,
+    /// One price batch planned at a time per process: a plan holds its batch's compact
+    /// lines in memory, so concurrent plans would multiply the worker's peak.
+    pub planning: tokio::sync::Semaphore,
 }
 
 impl EventHandler<IngestReceived> for Received {
@@ -25,6 +28,13 @@ impl EventHandler<IngestReceived> for Received {
         _message: &'a Message,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
+            // Waited for before any row is locked.
+            let _planning = match event.source {
+                Source::PriceChange => Some(self.planning.acquire().await.map_err(|e| {
+                    HandlerError::Retryable(format!("planning semaphore closed: {e}"))
+                })?),
+                Source::Delivery | Source::StockAlert => None,
+            };
             let Some(ingest) = repo::lock_received(tx, event.ingest_id).await? else {
                 return Err(HandlerError::Permanent(format!(
                     "ingest {} does not exist",

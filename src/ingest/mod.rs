@@ -131,6 +131,7 @@ pub fn register_handlers(registry: &mut Registry, options: &IngestOptions) {
         GROUP,
         Arc::new(handler::Received {
             chunk_stores: options.chunk_stores.max(1),
+            planning: tokio::sync::Semaphore::new(1),
         }),
     );
     registry.subscribe::<IngestChunk>(GROUP, Arc::new(price::ApplyChunk));

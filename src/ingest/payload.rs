@@ -418,6 +418,49 @@ mod tests {
         assert_eq!(parse_effective("tomorrow"), None);
     }
 
+    fn stream(body: &str) -> Result<(PriceBatchHeader, Vec<String>), serde_json::Error> {
+        let mut skus = Vec::new();
+        let mut deserializer = serde_json::Deserializer::from_reader(body.as_bytes());
+        let header = read_price_batch(&mut deserializer, |i, line| {
+            skus.push(format!("{i}:{}:{}", line.sku, line.new_price));
+        })?;
+        deserializer.end()?;
+        Ok((header, skus))
+    }
+
+    #[test]
+    fn the_streaming_reader_keeps_the_batch_rules() {
+        let (header, skus) = stream(
+            r#"{"items": [{"sku": "A", "name": "a", "new_price": "9.99", "currency": "EUR"},
+                          {"sku": "B", "name": "b", "new_price": 1e2, "currency": "EUR"}],
+                "effective_at": "2030-01-01T06:00:00", "batch_id": "b"}"#,
+        )
+        .expect("reads in any field order");
+        assert_eq!((header.batch_id.as_str(), header.lines), ("b", 2));
+        assert_eq!(skus, ["0:A:9.99", "1:B:100"]);
+        for (body, wanted) in [
+            (
+                r#"{"batch_id": "b", "batch_id": "c", "effective_at": "x", "items": []}"#,
+                "duplicate field `batch_id`",
+            ),
+            (
+                r#"{"batch_id": "b", "effective_at": "x", "items": [], "extra": 1}"#,
+                "unknown field `extra`",
+            ),
+            (
+                r#"{"batch_id": "b", "items": []}"#,
+                "missing field `effective_at`",
+            ),
+            (
+                r#"{"batch_id": "b", "effective_at": "x", "items": []} x"#,
+                "trailing characters",
+            ),
+        ] {
+            let error = stream(body).expect_err(body).to_string();
+            assert!(error.contains(wanted), "{body}: {error}");
+        }
+    }
+
     #[test]
     fn price_errors_name_the_item() {
         let batch: PriceBatch = serde_json::from_str(

@@ -22,7 +22,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::{
     IngestChunk, IngestId, ItemError, MAX_REPORTED_ERRORS, Source, handler, metrics,
-    payload::read_price_batch,
+    payload::{MAX_PRICE_LINES, read_price_batch},
     repo::{self, ChunkArrays, Counts, ReceivedIngest},
 };
 use crate::{
@@ -107,8 +107,10 @@ impl Strings {
     }
 }
 
-/// One price line as the plan keeps it: interned strings and the exact price.
+/// One price line as the plan keeps it: interned strings and the exact price (20
+/// bytes: a million lines are 20 MB).
 #[derive(Clone, Copy)]
+#[repr(C, packed(4))]
 struct Line {
     sku: u32,
     name: u32,
@@ -131,6 +133,7 @@ struct ReadBatch {
 fn read_batch(
     body: &mut dyn Read,
     stores: &[repo::StoreRef],
+    expected_lines: usize,
 ) -> Result<ReadBatch, serde_json::Error> {
     let by_code: HashMap<&str, usize> = stores
         .iter()
@@ -143,7 +146,8 @@ fn read_batch(
     }
     let mut read = ReadBatch {
         strings: Strings::default(),
-        lines: Vec::new(),
+        // Sized once from the count the api stored: no doubling of the largest vector.
+        lines: Vec::with_capacity(expected_lines.min(MAX_PRICE_LINES)),
         per_store: vec![Vec::new(); stores.len()],
         errors: ItemErrors::default(),
     };
@@ -224,7 +228,10 @@ fn dedupe(
         }
     }
     if duplicates {
-        lines.retain(|&n| last.get(&lines_of[n as usize].sku) == Some(&n));
+        lines.retain(|&n| {
+            let sku = lines_of[n as usize].sku;
+            last.get(&sku) == Some(&n)
+        });
     }
 }
 
@@ -238,7 +245,11 @@ pub async fn plan(
     // Parsing a large batch is seconds of CPU: off the runtime's threads.
     let reading = tokio::task::spawn_blocking(move || {
         let read = match ingest.body() {
-            Ok(mut body) => read_batch(&mut body, &stores),
+            Ok(mut body) => read_batch(
+                &mut body,
+                &stores,
+                usize::try_from(ingest.item_count).unwrap_or(0),
+            ),
             Err(e) => Err(<serde_json::Error as serde::de::Error>::custom(e)),
         };
         (ingest, stores, read)
@@ -286,7 +297,9 @@ pub async fn plan(
         if chunk.store_ids.len() >= chunk_stores || k + 1 == stores_with_lines.len() {
             repo::insert_chunk(tx, ingest.id, chunks, &chunk).await?;
             chunks += 1;
-            chunk = ChunkArrays::default();
+            // Reused: a fresh set of arrays per chunk leaves the allocator holding the
+            // freed ones (measured: the worker's peak RSS, docs/PERFORMANCE.md).
+            chunk.clear();
         }
     }
     let events: Vec<IngestChunk> = (0..chunks)

@@ -115,6 +115,8 @@ pub struct ReceivedIngest {
     pub received_by: String,
     pub raw: Vec<u8>,
     pub raw_encoding: String,
+    /// Items the api counted in the body.
+    pub item_count: i32,
 }
 
 impl ReceivedIngest {
@@ -133,7 +135,7 @@ pub async fn lock_received(
     id: IngestId,
 ) -> Result<Option<ReceivedIngest>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, source, status, received_by, raw_encoding,
+        "SELECT id, source, status, received_by, raw_encoding, item_count,
                 CASE WHEN status = 'received' THEN raw ELSE ''::bytea END AS raw
            FROM ingests WHERE id = $1 FOR UPDATE",
     )
@@ -181,6 +183,18 @@ pub struct ChunkArrays<'a> {
     /// Exact prices in ten-thousandths.
     pub price_units: Vec<i64>,
     pub currencies: Vec<&'a str>,
+}
+
+impl ChunkArrays<'_> {
+    /// Empties the arrays, keeping their capacity for the next chunk.
+    pub fn clear(&mut self) {
+        self.store_ids.clear();
+        self.item_store.clear();
+        self.skus.clear();
+        self.names.clear();
+        self.price_units.clear();
+        self.currencies.clear();
+    }
 }
 
 pub async fn insert_chunk(
