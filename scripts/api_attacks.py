@@ -243,9 +243,9 @@ def build(ctx: dict) -> list[Attack]:
             allowed=(400, 422))
         body = by_path[("POST", "/api/v1/tasks/{review_task}/complete")]()
         body["evidence"][0]["size_bytes"] = value
-        # Documented as int64, minimum 0: a 4 GiB photo is fine, 2^63 is not.
+        # Documented as 0 to 1 GiB: a 1 GiB photo is fine, 2 GiB is not.
         add(f"evidence[0].size_bytes = {value}", "hq", "POST", "/api/v1/tasks/{review_task}/complete", body,
-            allowed=(200, 409) if 0 <= value < 2**63 else (400, 409, 422))
+            allowed=(200, 409) if 0 <= value <= 2**30 else (400, 409, 422))
     for raw_price in ["1e400", "-1", "0", "1.23456", "99999999999999999999.99", "\"1.29\"", "\"1,29\""]:
         body = json.dumps(by_path[("POST", "/api/v1/integrations/price-changes")]()).replace('"new_price": 0.99',
                                                                                            f'"new_price": {raw_price}')

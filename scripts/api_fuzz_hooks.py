@@ -89,6 +89,10 @@ STATE_RULES = [
     ("POST /api/v1/tasks/{task_id}/complete", r"answers\..*", "must be text"),
     ("POST /api/v1/tasks/{task_id}/complete", r"answers\..*", "must not be empty"),
     ("POST /api/v1/tasks/{task_id}/complete", r"answers\..*", "must be an evidence reference"),
+    ("GET /api/v1/stores", r"region", "no such region"),
+    ("GET /api/v1/reports/compliance", r"region", "no such region"),
+    ("GET /api/v1/reports/overdue", r"region", "no such region"),
+    ("GET /api/v1/reports/tasks.csv", r"region", "no such region"),
     # Today's date.
     ("POST /api/v1/stores/{store_id}/tasks", r"due_at", "must be within a year of now"),
     ("PATCH /api/v1/tasks/{task_id}", r"due_at", "must be within a year of now"),

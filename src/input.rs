@@ -141,6 +141,56 @@ pub fn nul_path(json: &serde_json::Value) -> Option<String> {
     walk(json, "")
 }
 
+/// `deserialize_with` for an integer field. JSON Schema's `integer` (which the OpenAPI
+/// document states) includes numbers written with a zero fraction, such as `5.0`, so
+/// they are accepted too; any other fraction, or a value outside the type, is refused.
+pub fn integer<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    struct IntegerVisitor<T>(std::marker::PhantomData<T>);
+
+    impl<T: TryFrom<i64> + TryFrom<u64>> serde::de::Visitor<'_> for IntegerVisitor<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer")
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::custom(format!("{v} is out of range")))
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::custom(format!("{v} is out of range")))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<T, E> {
+            // Integral and within ±2^53, where every integer is exact in a double.
+            const EXACT: f64 = 9_007_199_254_740_992.0;
+            if v.fract() == 0.0 && v.abs() <= EXACT {
+                self.visit_i64(v as i64)
+            } else {
+                Err(E::custom(format!("{v} is not an integer")))
+            }
+        }
+    }
+
+    deserializer.deserialize_any(IntegerVisitor(std::marker::PhantomData))
+}
+
+/// `deserialize_with` for an optional integer field (with `#[serde(default)]`).
+pub fn optional_integer<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64>,
+{
+    #[derive(Deserialize)]
+    struct Integer<T: TryFrom<i64> + TryFrom<u64>>(#[serde(deserialize_with = "integer")] T);
+    Ok(Option::<Integer<T>>::deserialize(deserializer)?.map(|Integer(v)| v))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +228,29 @@ mod tests {
         assert!(day("2026-12-24").is_ok());
         assert!(day("-262143-01-01").is_err());
         assert!(day("0000-01-01").is_err());
+    }
+
+    #[test]
+    fn integers_may_be_written_with_a_zero_fraction() {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            #[serde(deserialize_with = "super::integer")]
+            n: u32,
+            #[serde(default, deserialize_with = "super::optional_integer")]
+            m: Option<i32>,
+        }
+        let read = |json: &str| serde_json::from_str::<Body>(json).map(|b| (b.n, b.m));
+        assert_eq!(read(r#"{"n": 5, "m": -2.0}"#).ok(), Some((5, Some(-2))));
+        assert_eq!(read(r#"{"n": 5.0, "m": null}"#).ok(), Some((5, None)));
+        assert_eq!(read(r#"{"n": 1440.0}"#).ok(), Some((1440, None)));
+        for bad in [
+            r#"{"n": 5.5}"#,
+            r#"{"n": -1}"#,
+            r#"{"n": 4294967296}"#,
+            r#"{"n": 1e300}"#,
+            r#"{"n": "5"}"#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -38,7 +38,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewCampaign {
     /// Required unless `template_id` gives one.
+    #[schema(max_length = 200, pattern = "^[^\\x00]*[^\\x00\\s][^\\x00]*$")]
     pub title: Option<String>,
+    #[schema(pattern = "^[^\\x00]*$")]
     pub description: Option<String>,
     pub template_id: Option<TemplateId>,
     pub kind: Option<TaskKind>,

@@ -35,6 +35,7 @@ pub struct PriceBatch<'a> {
     #[schema(value_type = String, example = "2026-12-01T06:00:00")]
     pub effective_at: Cow<'a, str>,
     #[serde(borrow)]
+    #[schema(min_items = 1, max_items = 2_000_000)]
     pub items: Vec<PriceLine<'a>>,
 }
 
@@ -98,6 +99,7 @@ pub struct Delivery {
 pub struct DeliveryLine {
     #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,64}$")]
     pub sku: String,
+    #[serde(deserialize_with = "crate::input::integer")]
     #[schema(minimum = 1, maximum = 1_000_000)]
     pub qty: u32,
 }
@@ -120,6 +122,7 @@ pub struct StockAlert {
     pub store_code: String,
     #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,64}$")]
     pub sku: String,
+    #[serde(deserialize_with = "crate::input::integer")]
     #[schema(minimum = -1_000_000_000, maximum = 1_000_000_000)]
     pub on_hand: i64,
 }

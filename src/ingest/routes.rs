@@ -238,7 +238,7 @@ async fn accept(
 /// A price batch: one relabel task per affected store, its SKUs as task items.
 #[utoipa::path(
     post, path = "/integrations/price-changes", tag = "integrations",
-    params(("Content-Encoding" = Option<String>, Header, pattern = "^(gzip|x-gzip|identity)$",
+    params(("Content-Encoding" = Option<String>, Header, nullable = false, pattern = "^(gzip|x-gzip|identity)$",
              description = "gzip or identity; the body limit applies to the decoded JSON too")),
     request_body = PriceBatch,
     security(("bearer" = [])),
@@ -278,7 +278,7 @@ async fn post_price_changes(
 /// updates it, `status: cancelled` cancels it.
 #[utoipa::path(
     post, path = "/integrations/deliveries", tag = "integrations",
-    params(("Content-Encoding" = Option<String>, Header, pattern = "^(gzip|x-gzip|identity)$",
+    params(("Content-Encoding" = Option<String>, Header, nullable = false, pattern = "^(gzip|x-gzip|identity)$",
              description = "gzip or identity; the body limit applies to the decoded JSON too")),
     request_body = Delivery,
     security(("bearer" = [])),
@@ -316,7 +316,7 @@ async fn post_deliveries(
 /// A stock alert: the one open restock task of the store and SKU, created or updated.
 #[utoipa::path(
     post, path = "/integrations/stock-alerts", tag = "integrations",
-    params(("Content-Encoding" = Option<String>, Header, pattern = "^(gzip|x-gzip|identity)$",
+    params(("Content-Encoding" = Option<String>, Header, nullable = false, pattern = "^(gzip|x-gzip|identity)$",
              description = "gzip or identity; the body limit applies to the decoded JSON too")),
     request_body = StockAlert,
     security(("bearer" = [])),

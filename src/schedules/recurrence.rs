@@ -58,6 +58,8 @@ pub struct Recurrence {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weekdays: Vec<Day>,
     /// From the occurrence to due; default: the template's due window.
+    #[serde(default, deserialize_with = "crate::input::optional_integer")]
+    #[schema(minimum = 5, maximum = 43200)]
     pub due_window_minutes: Option<i32>,
     /// Which stores; default all.
     #[serde(default)]

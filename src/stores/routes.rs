@@ -401,7 +401,7 @@ pub struct NewClosure {
     #[schema(pattern = "^20[0-9]{2}-")]
     pub date: chrono::NaiveDate,
     /// Why (holiday, refit).
-    #[schema(max_length = 500)]
+    #[schema(max_length = 500, pattern = "^[^\\x00]*$")]
     pub reason: Option<String>,
 }
 

@@ -130,9 +130,13 @@ impl From<TaskRow> for TaskDto {
 #[into_params(parameter_in = Query)]
 pub struct TaskListQuery {
     /// Comma-separated statuses, e.g. `open,in_progress`.
+    #[param(
+        pattern = "^(open|in_progress|submitted|done|cancelled|expired)(,(open|in_progress|submitted|done|cancelled|expired))*$"
+    )]
     pub status: Option<String>,
     /// Staff id of the assignee.
     pub assignee: Option<Uuid>,
+    #[param(value_type = Option<TaskKind>)]
     pub kind: Option<String>,
     /// Only tasks due before this instant (RFC 3339, years 2000-2099).
     #[serde(default, deserialize_with = "crate::input::optional_instant")]
@@ -148,9 +152,9 @@ pub struct TaskListQuery {
 #[serde(deny_unknown_fields)]
 pub struct NewTaskBody {
     /// Required unless `template_id` gives one; 1-200 characters, not all blank.
-    #[schema(max_length = 200, pattern = "\\S")]
+    #[schema(max_length = 200, pattern = "^[^\\x00]*[^\\x00\\s][^\\x00]*$")]
     pub title: Option<String>,
-    #[schema(max_length = 4000)]
+    #[schema(max_length = 4000, pattern = "^[^\\x00]*$")]
     pub description: Option<String>,
     /// Create from this template's current version.
     pub template_id: Option<TemplateId>,
@@ -189,25 +193,53 @@ pub struct TaskPatch {
     pub due_at: Option<DateTime<Utc>>,
 }
 
+/// Answers by checklist key: true/false, a number, text, or a photo's evidence reference.
+fn answers_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::{
+        Ref, RefOr,
+        schema::{AnyOfBuilder, ObjectBuilder, Schema, Type},
+    };
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[a-z0-9_]{1,64}$")),
+        ))
+        .additional_properties(Some(RefOr::T(Schema::AnyOf(
+            AnyOfBuilder::new()
+                .item(ObjectBuilder::new().schema_type(Type::Boolean))
+                .item(ObjectBuilder::new().schema_type(Type::Number))
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^[^\\x00]*$")),
+                )
+                .item(Ref::from_schema_name("EvidenceRef"))
+                .build(),
+        ))))
+        .build()
+}
+
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteBody {
     /// Checklist answers by item key, validated against the task's template version.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = answers_schema)]
     pub answers: serde_json::Map<String, Value>,
     /// References to evidence (photos) stored elsewhere.
     #[serde(default)]
     #[schema(max_items = 20)]
     pub evidence: Vec<EvidenceRef>,
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = "^[^\\x00]*$")]
     pub note: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
-    #[schema(max_length = 500)]
+    #[schema(max_length = 500, pattern = "^[^\\x00]*$")]
     pub reason: Option<String>,
 }
 
@@ -293,6 +325,6 @@ pub struct TaskItemsQuery {
 #[serde(deny_unknown_fields)]
 pub struct NewComment {
     /// 1-2,000 characters, not all blank.
-    #[schema(max_length = 2000, pattern = "\\S")]
+    #[schema(max_length = 2000, pattern = "^[^\\x00]*[^\\x00\\s][^\\x00]*$")]
     pub body: String,
 }

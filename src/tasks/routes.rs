@@ -99,9 +99,8 @@ async fn list_store_tasks(
         .check(|(due_at, _)| crate::input::check_instant(due_at).is_ok())?;
     let mut errors = Vec::new();
     let statuses = query.status.as_deref().map(|list| {
+        // Exactly as documented: no spaces, no empty entries.
         list.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
             .filter_map(|s| match TaskStatus::from_param(s) {
                 Some(status) => Some(status.as_str().to_owned()),
                 None => {
@@ -137,7 +136,7 @@ async fn list_store_tasks(
     post, path = "/stores/{store_id}/tasks", tag = "tasks",
     params(
         ("store_id" = StoreId, Path, description = "The store's id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for the same request"),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[\\x21-\\x7e]{1,200}$", description = "Replays the first answer for the same request"),
     ),
     request_body = NewTaskBody,
     security(("bearer" = [])),
@@ -223,7 +222,7 @@ macro_rules! transition_route {
             post, path = $path, tag = "tasks",
             params(
                 ("task_id" = TaskId, Path, description = "The task's id"),
-                ("If-Match" = Option<String>, Header, description = "Refuse (412) if the task changed since this ETag"),
+                ("If-Match" = Option<String>, Header, nullable = false, description = "Refuse (412) if the task changed since this ETag"),
             ),
             request_body(content = Option<$body>),
             security(("bearer" = [])),

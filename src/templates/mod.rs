@@ -35,7 +35,7 @@ pub struct ChecklistItem {
     /// Stable key answers refer to.
     #[schema(pattern = "^[a-z0-9_]{1,64}$")]
     pub key: String,
-    #[schema(max_length = 200, pattern = "\\S")]
+    #[schema(max_length = 200, pattern = "^[^\\x00]*[^\\x00\\s][^\\x00]*$")]
     pub label: String,
     #[serde(rename = "type")]
     pub item_type: ItemType,
@@ -51,14 +51,17 @@ pub struct EvidenceRef {
     /// https URL of the stored object.
     #[schema(max_length = 2048, pattern = "^https://")]
     pub url: String,
+    #[schema(max_length = 100, pattern = "^[^\\x00]*$")]
     pub content_type: Option<String>,
     /// At most 1 GiB.
+    #[serde(default, deserialize_with = "crate::input::optional_integer")]
     #[schema(maximum = 1_073_741_824)]
     pub size_bytes: Option<u64>,
     #[serde(default, deserialize_with = "crate::input::optional_instant")]
     #[schema(pattern = "^20[0-9]{2}-")]
     pub taken_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The checklist item it belongs to, if any.
+    #[schema(pattern = "^[^\\x00]*$")]
     pub item_key: Option<String>,
 }
 

@@ -29,9 +29,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
     /// 1-200 characters, not all blank.
-    #[schema(max_length = 200, pattern = "\\S")]
+    #[schema(max_length = 200, pattern = "^[^\\x00]*[^\\x00\\s][^\\x00]*$")]
     pub title: String,
-    #[schema(max_length = 4000)]
+    #[schema(max_length = 4000, pattern = "^[^\\x00]*$")]
     pub description: Option<String>,
     /// Default `checklist`.
     pub kind: Option<TaskKind>,
@@ -39,9 +39,12 @@ pub struct NewTemplate {
     pub checklist: Vec<ChecklistItem>,
     #[serde(default)]
     pub review_required: bool,
+    #[serde(default, deserialize_with = "crate::input::optional_integer")]
     #[schema(minimum = 1, maximum = 1440)]
     pub estimated_minutes: Option<i32>,
     /// Minutes from creation to due; default 1440 (a day).
+    #[serde(default, deserialize_with = "crate::input::optional_integer")]
+    #[schema(minimum = 5, maximum = 43200)]
     pub due_window_minutes: Option<i32>,
     /// A recurring schedule in store-local time.
     pub recurrence: Option<Recurrence>,
@@ -51,15 +54,18 @@ pub struct NewTemplate {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplatePatch {
-    #[schema(max_length = 200, pattern = "\\S")]
+    #[schema(max_length = 200, pattern = "^[^\\x00]*[^\\x00\\s][^\\x00]*$")]
     pub title: Option<String>,
-    #[schema(max_length = 4000)]
+    #[schema(max_length = 4000, pattern = "^[^\\x00]*$")]
     pub description: Option<String>,
     pub kind: Option<TaskKind>,
     pub checklist: Option<Vec<ChecklistItem>>,
     pub review_required: Option<bool>,
+    #[serde(default, deserialize_with = "crate::input::optional_integer")]
     #[schema(minimum = 1, maximum = 1440)]
     pub estimated_minutes: Option<i32>,
+    #[serde(default, deserialize_with = "crate::input::optional_integer")]
+    #[schema(minimum = 5, maximum = 43200)]
     pub due_window_minutes: Option<i32>,
     /// Replaces the schedule; `null` removes it.
     #[serde(default, deserialize_with = "present")]

@@ -28,15 +28,32 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// http(s) URL; private, loopback and link-local targets are refused.
-    #[schema(max_length = 2048, pattern = "^https?://")]
+    #[schema(
+        max_length = 2048,
+        pattern = "^https?://[^/?#\\s\\x00-\\x1f]+([/?#][^\\x00-\\x20]*)?$"
+    )]
     pub url: String,
     /// Event types to receive, e.g. `task.completed`: the public events.
-    #[schema(min_items = 1)]
+    #[schema(schema_with = event_types_schema)]
     pub event_types: Vec<String>,
     /// Signing secret; generated when omitted.
-    #[schema(min_length = 16, max_length = 256)]
+    #[schema(min_length = 16, max_length = 256, pattern = "^[^\\x00]*$")]
     pub secret: Option<String>,
+    #[schema(pattern = "^[^\\x00]*$")]
     pub description: Option<String>,
+}
+
+/// At least one of the public event types.
+fn event_types_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(PUBLIC_EVENT_TYPES.iter().copied())),
+        )
+        .min_items(Some(1))
+        .build()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
