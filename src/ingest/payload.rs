@@ -58,11 +58,11 @@ pub struct PriceLine<'a> {
     pub currency: Cow<'a, str>,
     /// ERP store codes; with `regions` absent too, the line applies to every store.
     #[serde(default, borrow)]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<String>>, min_items = 1, max_items = 10_000)]
     pub store_codes: Option<Vec<Cow<'a, str>>>,
     /// Region codes.
     #[serde(default, borrow)]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<String>>, min_items = 1, max_items = 10_000)]
     pub regions: Option<Vec<Cow<'a, str>>>,
 }
 

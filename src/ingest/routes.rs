@@ -235,11 +235,11 @@ async fn accept(
         .into_response())
 }
 
-/// A price batch: one relabel task per affected store, its SKUs as task items.
+/// A price batch: one relabel task per affected store, its SKUs as task items. The body
+/// may be sent with `Content-Encoding: gzip` (any integration request may); the body
+/// limit applies to the decoded JSON too (413), another encoding is 415.
 #[utoipa::path(
     post, path = "/integrations/price-changes", tag = "integrations",
-    params(("Content-Encoding" = Option<String>, Header, nullable = false, pattern = "^(gzip|x-gzip|identity)$",
-             description = "gzip or identity; the body limit applies to the decoded JSON too")),
     request_body = PriceBatch,
     security(("bearer" = [])),
     responses(
@@ -278,8 +278,6 @@ async fn post_price_changes(
 /// updates it, `status: cancelled` cancels it.
 #[utoipa::path(
     post, path = "/integrations/deliveries", tag = "integrations",
-    params(("Content-Encoding" = Option<String>, Header, nullable = false, pattern = "^(gzip|x-gzip|identity)$",
-             description = "gzip or identity; the body limit applies to the decoded JSON too")),
     request_body = Delivery,
     security(("bearer" = [])),
     responses(
@@ -316,8 +314,6 @@ async fn post_deliveries(
 /// A stock alert: the one open restock task of the store and SKU, created or updated.
 #[utoipa::path(
     post, path = "/integrations/stock-alerts", tag = "integrations",
-    params(("Content-Encoding" = Option<String>, Header, nullable = false, pattern = "^(gzip|x-gzip|identity)$",
-             description = "gzip or identity; the body limit applies to the decoded JSON too")),
     request_body = StockAlert,
     security(("bearer" = [])),
     responses(

@@ -48,8 +48,11 @@ pub struct ChecklistItem {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvidenceRef {
-    /// https URL of the stored object.
-    #[schema(max_length = 2048, pattern = "^https://")]
+    /// https URL of the stored object, in ASCII (punycode for international domain names).
+    #[schema(
+        max_length = 2048,
+        pattern = "^https://(([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?\\.?|((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])|\\[[0-9A-Fa-f:.]+\\])(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\\x21-\\x7e]*)?$"
+    )]
     pub url: String,
     #[schema(max_length = 100, pattern = "^[^\\x00]*$")]
     pub content_type: Option<String>,
@@ -71,12 +74,13 @@ const MAX_EVIDENCE_BYTES: u64 = 1 << 30;
 impl EvidenceRef {
     pub fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
         let ok = self.url.len() <= 2048
+            && self.url.is_ascii()
             && reqwest::Url::parse(&self.url)
                 .is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some());
         if !ok {
             errors.push(FieldError::new(
                 format!("{field}.url"),
-                "must be an https URL of at most 2048 characters",
+                "must be an https URL in ASCII of at most 2048 characters",
             ));
         }
         if self

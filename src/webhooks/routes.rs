@@ -27,10 +27,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
-    /// http(s) URL; private, loopback and link-local targets are refused.
+    /// http(s) URL in ASCII (punycode for international domain names), without
+    /// credentials or fragment; private, loopback and link-local targets are refused.
     #[schema(
         max_length = 2048,
-        pattern = "^https?://[^/?#\\s\\x00-\\x1f]+([/?#][^\\x00-\\x20]*)?$"
+        pattern = "^https?://(([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?\\.?|((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])|\\[[0-9A-Fa-f:.]+\\])(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?][\\x21\\x22\\x24-\\x7e]*)?$"
     )]
     pub url: String,
     /// Event types to receive, e.g. `task.completed`: the public events.

@@ -8,6 +8,10 @@ use reqwest::Url;
 
 /// Parses and checks the shape of a target URL.
 pub fn parse(raw: &str) -> Result<Url, String> {
+    // As the OpenAPI document says: one spelling per URL, punycode for IDN hosts.
+    if !raw.is_ascii() {
+        return Err("must be ASCII (punycode for international domain names)".to_owned());
+    }
     let url = Url::parse(raw).map_err(|e| format!("is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err("must use http or https".to_owned());

@@ -62,6 +62,11 @@ async fn only_hq_manages_webhooks_and_private_targets_are_refused() {
             serde_json::json!({"url": "ftp://hooks.example.com", "event_types": ["task.completed"]}),
             "url",
         ),
+        // Hosts in ASCII only, as documented (punycode for international names).
+        (
+            serde_json::json!({"url": "https://bücher.example/hook", "event_types": ["task.completed"]}),
+            "url",
+        ),
         (
             serde_json::json!({"url": "https://hooks.example.com", "event_types": ["task.exploded"]}),
             "event_types[0]",
