@@ -6,6 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use reqwest::Url;
 
+/// The longest target URL kept (`webhooks_url_length`).
+const MAX_URL_BYTES: usize = 2048;
+
 /// Parses and checks the shape of a target URL.
 pub fn parse(raw: &str) -> Result<Url, String> {
     // As the OpenAPI document says: one spelling per URL, punycode for IDN hosts.
@@ -24,6 +27,12 @@ pub fn parse(raw: &str) -> Result<Url, String> {
     }
     if url.fragment().is_some() {
         return Err("must not have a fragment".to_owned());
+    }
+    // Stored as parsed: percent-encoding can lengthen it past what is kept.
+    if url.as_str().len() > MAX_URL_BYTES {
+        return Err(format!(
+            "must be at most {MAX_URL_BYTES} characters once percent-encoded"
+        ));
     }
     Ok(url)
 }
@@ -110,6 +119,16 @@ pub async fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_that_percent_encoding_lengthens_past_the_limit_is_refused() {
+        // 2,040 characters as sent, over 4,000 once each `"` becomes `%22`.
+        let raw = format!("https://h.example/{}", "\"".repeat(2_020));
+        assert!(raw.len() <= MAX_URL_BYTES);
+        assert!(parse(&raw).is_err_and(|e| e.contains("percent-encoded")));
+        assert!(parse("https://h.example/ok").is_ok());
+        assert!(parse("https://bücher.example/").is_err());
+    }
 
     #[test]
     fn private_ranges_are_recognised() {
