@@ -32,7 +32,11 @@ pub struct PriceBatch<'a> {
     /// When the new prices apply: a wall-clock time in each store's own zone
     /// (`2026-12-01T06:00:00`), or an instant with an offset for every store.
     #[serde(borrow)]
-    #[schema(value_type = String, example = "2026-12-01T06:00:00")]
+    #[schema(
+        value_type = String,
+        example = "2026-12-01T06:00:00",
+        pattern = "^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?$"
+    )]
     pub effective_at: Cow<'a, str>,
     #[serde(borrow)]
     #[schema(min_items = 1, max_items = 2_000_000)]
@@ -58,12 +62,28 @@ pub struct PriceLine<'a> {
     pub currency: Cow<'a, str>,
     /// ERP store codes; with `regions` absent too, the line applies to every store.
     #[serde(default, borrow)]
-    #[schema(value_type = Option<Vec<String>>, min_items = 1, max_items = 10_000)]
+    #[schema(schema_with = target_codes_schema)]
     pub store_codes: Option<Vec<Cow<'a, str>>>,
     /// Region codes.
     #[serde(default, borrow)]
-    #[schema(value_type = Option<Vec<String>>, min_items = 1, max_items = 10_000)]
+    #[schema(schema_with = target_codes_schema)]
     pub regions: Option<Vec<Cow<'a, str>>>,
+}
+
+/// A price line's `store_codes` or `regions`: 1-10,000 codes of 1-32 characters
+/// without control characters (left out or null: every store).
+fn target_codes_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[^\\x00-\\x1f\\x7f-\\x9f]{1,32}$")),
+        )
+        .min_items(Some(1))
+        .max_items(Some(MAX_TARGETS))
+        .build()
 }
 
 /// When a price batch applies.
