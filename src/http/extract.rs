@@ -28,15 +28,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(is_json_content_type);
-        if !is_json {
-            return Err(ApiError::UnsupportedMediaType(
-                "expected Content-Type: application/json".to_owned(),
-            ));
-        }
+        require_json(request.headers())?;
         let body =
             Bytes::from_request(request, state)
                 .await
@@ -47,6 +39,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                     _ => ApiError::BadRequest(rejection.body_text()),
                 })?;
         parse_json(&body).map(Json)
+    }
+}
+
+/// 415 unless the request says its body is JSON (`application/json` or `+json`).
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    if headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(is_json_content_type)
+    {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(
+            "expected Content-Type: application/json".to_owned(),
+        ))
     }
 }
 
@@ -84,14 +90,7 @@ pub fn parse_optional_json<T: DeserializeOwned + Default>(
     if trimmed.is_empty() || trimmed == b"null" {
         return Ok(T::default());
     }
-    if !headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(is_json_content_type)
-    {
-        return Err(ApiError::UnsupportedMediaType(
-            "expected Content-Type: application/json".to_owned(),
-        ));
-    }
+    require_json(headers)?;
     parse_json(body)
 }
 

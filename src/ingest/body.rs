@@ -9,7 +9,7 @@ use std::io::{self, BufReader, Read, Write};
 use axum::{
     body::{Body, Bytes},
     extract::{FromRequest, Request},
-    http::{HeaderMap, header},
+    http::header,
 };
 use flate2::{Compression, read::MultiGzDecoder, write::GzEncoder};
 use futures_util::StreamExt;
@@ -31,15 +31,20 @@ crate::string_enum!(Encoding {
     Gzip => "gzip",
 });
 
-/// `ingests.raw_encoding` held something this code does not know.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown body encoding")]
-pub struct UnknownEncoding;
-
 /// Bodies up to this size are stored as sent; larger ones are compressed as they stream.
 const STORE_PLAIN_UP_TO: usize = 256 * 1024;
 /// Frames in flight between the connection and the parser (backpressure beyond it).
 const FRAMES_IN_FLIGHT: usize = 16;
+
+/// A stored body whose `raw_encoding` this code does not know: reading it fails, so the
+/// ingest fails as unreadable like any body that does not parse.
+pub struct UnknownEncoding;
+
+impl Read for UnknownEncoding {
+    fn read(&mut self, _buf: &mut [u8]) -> io::Result<usize> {
+        Err(io::Error::other("the stored body has an unknown encoding"))
+    }
+}
 
 /// A stored body, read back as the JSON it was (decompressed as it is read).
 pub fn decoded(raw: &[u8], encoding: Encoding) -> Box<dyn Read + Send + '_> {
@@ -63,11 +68,7 @@ impl<S: Send + Sync> FromRequest<S> for IngestBody {
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let (parts, body) = request.into_parts();
         let headers = &parts.headers;
-        if !is_json(headers) {
-            return Err(ApiError::UnsupportedMediaType(
-                "expected Content-Type: application/json".to_owned(),
-            ));
-        }
+        crate::http::extract::require_json(headers)?;
         let gzip = match headers
             .get(header::CONTENT_ENCODING)
             .map(|v| v.to_str().map(|v| v.trim().to_ascii_lowercase()))
@@ -91,15 +92,6 @@ impl<S: Send + Sync> FromRequest<S> for IngestBody {
             content_length,
         })
     }
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .is_some_and(|v| v == "application/json" || v.ends_with("+json"))
 }
 
 /// What a streaming check of a body can fail with.

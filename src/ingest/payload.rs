@@ -326,20 +326,6 @@ impl PriceBatchCheck {
     }
 }
 
-impl PriceBatch<'_> {
-    pub fn validate(&self) -> Result<Effective, Vec<FieldError>> {
-        let mut check = PriceBatchCheck::default();
-        for (i, line) in self.items.iter().enumerate() {
-            check.line(i, line);
-        }
-        check.finish(&PriceBatchHeader {
-            batch_id: self.batch_id.to_string(),
-            effective_at: self.effective_at.to_string(),
-            lines: self.items.len(),
-        })
-    }
-}
-
 impl PriceLine<'_> {
     fn validate(&self, i: usize, errors: &mut Errors) {
         errors.text(|| format!("items[{i}].sku"), &self.sku, 64);
@@ -486,14 +472,15 @@ mod tests {
 
     #[test]
     fn price_errors_name_the_item() {
-        let batch: PriceBatch = serde_json::from_str(
-            r#"{"batch_id": "b", "effective_at": "2026-12-01T06:00:00", "items": [
+        let body = r#"{"batch_id": "b", "effective_at": "2026-12-01T06:00:00", "items": [
                 {"sku": "A", "name": "a", "new_price": 1.5, "currency": "EUR"},
                 {"sku": "", "name": "b", "new_price": "0.5", "currency": "eur", "store_codes": []}
-            ]}"#,
-        )
-        .expect("parses");
-        let errors = batch.validate().expect_err("invalid");
+            ]}"#;
+        let mut check = PriceBatchCheck::default();
+        let mut deserializer = serde_json::Deserializer::from_str(body);
+        let header =
+            read_price_batch(&mut deserializer, |i, line| check.line(i, &line)).expect("parses");
+        let errors = check.finish(&header).expect_err("invalid");
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,

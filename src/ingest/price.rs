@@ -73,10 +73,15 @@ struct Strings {
     hasher: DefaultHashBuilder,
 }
 
+/// The text of string `id`.
+fn span<'a>(arena: &'a str, spans: &[(u32, u32)], id: u32) -> &'a str {
+    let (start, end) = spans[id as usize];
+    &arena[start as usize..end as usize]
+}
+
 impl Strings {
     fn get(&self, id: u32) -> &str {
-        let (start, end) = self.spans[id as usize];
-        &self.arena[start as usize..end as usize]
+        span(&self.arena, &self.spans, id)
     }
 
     fn intern(&mut self, text: &str) -> u32 {
@@ -86,12 +91,8 @@ impl Strings {
             index,
             hasher,
         } = self;
-        let span_text = |id: &u32| {
-            let (start, end) = spans[*id as usize];
-            &arena[start as usize..end as usize]
-        };
         let hash = hasher.hash_one(text);
-        if let Some(&id) = index.find(hash, |id| span_text(id) == text) {
+        if let Some(&id) = index.find(hash, |&id| span(arena, spans, id) == text) {
             return id;
         }
         let id = spans.len() as u32;
@@ -99,10 +100,7 @@ impl Strings {
         arena.push_str(text);
         spans.push((start, arena.len() as u32));
         let (arena, spans) = (&*arena, &*spans);
-        index.insert_unique(hash, id, |id| {
-            let (start, end) = spans[*id as usize];
-            hasher.hash_one(&arena[start as usize..end as usize])
-        });
+        index.insert_unique(hash, id, |&id| hasher.hash_one(span(arena, spans, id)));
         id
     }
 }
@@ -244,14 +242,8 @@ pub async fn plan(
     let stores = repo::stores(tx).await?;
     // Parsing a large batch is seconds of CPU: off the runtime's threads.
     let reading = tokio::task::spawn_blocking(move || {
-        let read = match ingest.body() {
-            Ok(mut body) => read_batch(
-                &mut body,
-                &stores,
-                usize::try_from(ingest.item_count).unwrap_or(0),
-            ),
-            Err(e) => Err(<serde_json::Error as serde::de::Error>::custom(e)),
-        };
+        let expected_lines = usize::try_from(ingest.item_count).unwrap_or(0);
+        let read = read_batch(&mut ingest.body(), &stores, expected_lines);
         (ingest, stores, read)
     });
     let (ingest, stores, read) = reading

@@ -121,11 +121,11 @@ pub struct ReceivedIngest {
 
 impl ReceivedIngest {
     /// The stored body as the JSON that was sent, decoded as it is read.
-    pub fn body(&self) -> Result<Box<dyn std::io::Read + Send + '_>, super::body::UnknownEncoding> {
-        Ok(super::body::decoded(
-            &self.raw,
-            Encoding::parse(&self.raw_encoding).map_err(|_| super::body::UnknownEncoding)?,
-        ))
+    pub fn body(&self) -> Box<dyn std::io::Read + Send + '_> {
+        match Encoding::parse(&self.raw_encoding) {
+            Ok(encoding) => super::body::decoded(&self.raw, encoding),
+            Err(_) => Box::new(super::body::UnknownEncoding),
+        }
     }
 }
 

@@ -29,11 +29,7 @@ async fn read<T: DeserializeOwned>(
     source: Source,
     store_code: fn(&T) -> &str,
 ) -> Result<Option<(T, StoreId)>, HandlerError> {
-    let parsed = match ingest.body() {
-        Ok(body) => serde_json::from_reader(body),
-        Err(e) => Err(<serde_json::Error as serde::de::Error>::custom(e)),
-    };
-    let request: T = match parsed {
+    let request: T = match serde_json::from_reader(ingest.body()) {
         Ok(request) => request,
         Err(e) => {
             handler::fail_unreadable(tx, ingest, source, &e).await?;
