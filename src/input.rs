@@ -4,7 +4,14 @@
 //! `jsonb`). The OpenAPI document states the same bounds (`pattern` on the fields that
 //! use these readers), so it cannot promise more than the server takes.
 
+pub mod objects;
+pub mod rules;
+pub mod url;
+
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, Utc};
+use regex::Regex;
 use serde::{Deserialize, Deserializer, de::Error as _};
 
 /// Years an instant or a day sent to the API may fall in.
@@ -61,12 +68,43 @@ pub fn optional_instant<'de, D: Deserializer<'de>>(
         .map_err(D::Error::custom)
 }
 
+/// The OpenAPI `pattern` of a store-local date and time, `YYYY-MM-DDTHH:MM:SS[.fraction]`
+/// in the business calendar: months of their length, 29 February in leap years (every
+/// fourth year from 2000 to 2099). No JSON Schema `format` says "without an offset".
+pub const LOCAL_PATTERN: &str = "^(20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|20[0-9]{2}-(0[13-9]|1[0-2])-(29|30)|20[0-9]{2}-(0[13578]|1[02])-31|20([02468][048]|[13579][26])-02-29)T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?$";
+
+static LOCAL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(LOCAL_PATTERN).expect("the local date-time pattern compiles"));
+
+/// A store-local date and time as [`LOCAL_PATTERN`] spells it.
+fn local(raw: &str) -> Result<NaiveDateTime, String> {
+    let shape = || {
+        format!(
+            "must be a local date and time YYYY-MM-DDTHH:MM:SS in the years {FIRST_YEAR} to {LAST_YEAR}"
+        )
+    };
+    if !LOCAL.is_match(raw) {
+        return Err(shape());
+    }
+    NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f").map_err(|_| shape())
+}
+
 /// `deserialize_with` for an optional store-local date and time.
 pub fn optional_local<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDateTime>, D::Error> {
-    Option::<NaiveDateTime>::deserialize(d)?
-        .map(|at| check_local(&at).map(|()| at))
+    Option::<std::borrow::Cow<'de, str>>::deserialize(d)?
+        .map(|raw| local(&raw))
         .transpose()
         .map_err(D::Error::custom)
+}
+
+/// `schema_with` for an optional store-local date and time.
+pub fn local_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .pattern(Some(LOCAL_PATTERN))
+        .examples(["2026-12-01T18:00:00"])
+        .build()
 }
 
 /// `deserialize_with` for a day field.
@@ -228,6 +266,34 @@ mod tests {
         assert!(day("2026-12-24").is_ok());
         assert!(day("-262143-01-01").is_err());
         assert!(day("0000-01-01").is_err());
+    }
+
+    #[test]
+    fn local_times_have_one_spelling_and_real_days() {
+        for ok in [
+            "2026-12-01T18:00:00",
+            "2028-02-29T00:00:00",
+            "2000-02-29T23:59:59.5",
+            "2099-12-31T23:59:59.123456789",
+            "2026-04-30T07:30:00",
+        ] {
+            assert!(local(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "2026-02-29T10:00:00",
+            "2026-04-31T10:00:00",
+            "2026-12-01T24:00:00",
+            "2026-12-01T18:00",
+            "2026-12-01 18:00:00",
+            "2026-12-01T18:00:60",
+            "2026-12-01T18:00:00Z",
+            "2026-12-01T18:00:00.",
+            "1999-12-31T10:00:00",
+            "+2026-12-01T18:00:00",
+            "2009-\u{c3}g.3",
+        ] {
+            assert!(local(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -9,12 +9,15 @@ mod routes;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 
 pub use routes::router;
 
 use crate::{
+    error::FieldError,
     events::{Event, consumer::Registry},
+    input::rules::{self, CrossFieldRules},
     stores::StoreFormat,
 };
 
@@ -42,12 +45,92 @@ pub struct Target {
     pub all: Option<bool>,
     /// Region codes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 100)]
     pub regions: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub formats: Option<Vec<StoreFormat>>,
     /// ERP store codes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 100_000)]
     pub store_codes: Option<Vec<String>>,
+}
+
+/// The most names a target lists (the schema attributes repeat them).
+const MAX_REGIONS: usize = 100;
+const MAX_STORE_CODES: usize = 100_000;
+
+/// The ways of naming stores; a target uses exactly one (lists count when non-empty).
+const TARGET_WAYS: [&str; 4] = ["all", "regions", "formats", "store_codes"];
+
+impl Target {
+    fn names_with(&self, way: &str) -> bool {
+        match way {
+            "all" => self.all == Some(true),
+            "regions" => self.regions.as_ref().is_some_and(|r| !r.is_empty()),
+            "formats" => self.formats.as_ref().is_some_and(|f| !f.is_empty()),
+            _ => self.store_codes.as_ref().is_some_and(|c| !c.is_empty()),
+        }
+    }
+
+    pub fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
+        if TARGET_WAYS
+            .iter()
+            .filter(|way| self.names_with(way))
+            .count()
+            != 1
+        {
+            errors.push(FieldError::new(
+                field,
+                "name exactly one of all: true, regions, formats or store_codes (non-empty)",
+            ));
+        }
+        if self.regions.as_ref().is_some_and(|r| r.len() > MAX_REGIONS)
+            || self
+                .store_codes
+                .as_ref()
+                .is_some_and(|c| c.len() > MAX_STORE_CODES)
+        {
+            errors.push(FieldError::new(
+                field,
+                format!("names at most {MAX_REGIONS} regions or {MAX_STORE_CODES} stores"),
+            ));
+        }
+    }
+}
+
+impl CrossFieldRules for Target {
+    fn cross_field_rules() -> Vec<serde_json::Value> {
+        let named = |way: &str| match way {
+            "all" => json!({ "const": true }),
+            _ => json!({ "type": "array", "minItems": 1 }),
+        };
+        let unnamed = |way: &str| match way {
+            "all" => json!({ "not": { "const": true } }),
+            // Absent, null or empty.
+            _ => json!({ "maxItems": 0 }),
+        };
+        let branches = TARGET_WAYS.map(|way| {
+            let properties: serde_json::Map<_, _> = TARGET_WAYS
+                .iter()
+                .map(|other| {
+                    let rule = if *other == way {
+                        named(other)
+                    } else {
+                        unnamed(other)
+                    };
+                    ((*other).to_owned(), rule)
+                })
+                .collect();
+            json!({ "required": [way], "properties": properties })
+        });
+        vec![json!({ "oneOf": branches })]
+    }
+}
+
+/// Adds the rules between this module's request fields to the OpenAPI document.
+pub fn schema_rules(document: &mut serde_json::Value) {
+    rules::add_to_document::<Target>(document);
+    rules::add_to_document::<routes::NewCampaign>(document);
 }
 
 pub fn register_handlers(registry: &mut Registry) {

@@ -22,6 +22,7 @@ use crate::{
         extract::{Json, Path, Query},
         pagination::{Page, PageRequest},
     },
+    input::rules::{self, CrossFieldRules},
     stores::StoreId,
     tasks::{Priority, TaskKind, TaskStatus},
     templates::{self, TemplateId},
@@ -52,8 +53,17 @@ pub struct NewCampaign {
     pub due_at: Option<DateTime<Utc>>,
     /// ...or a wall-clock time applied in each store's own time zone.
     #[serde(default, deserialize_with = "crate::input::optional_local")]
-    #[schema(value_type = Option<String>, example = "2026-12-01T18:00:00", pattern = "^20[0-9]{2}-")]
+    #[schema(schema_with = crate::input::local_schema)]
     pub due_local: Option<NaiveDateTime>,
+}
+
+impl CrossFieldRules for NewCampaign {
+    fn cross_field_rules() -> Vec<serde_json::Value> {
+        vec![
+            rules::any_given(&["title", "template_id"]),
+            rules::one_given(&["due_at", "due_local"]),
+        ]
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -151,29 +161,7 @@ async fn create_campaign(
     let scope = principal.campaign_scope()?.map(|r| r.as_str().to_owned());
     let mut errors = Vec::new();
     let target = body.target;
-    let named = [
-        target.all == Some(true),
-        target.regions.as_ref().is_some_and(|r| !r.is_empty()),
-        target.formats.as_ref().is_some_and(|f| !f.is_empty()),
-        target.store_codes.as_ref().is_some_and(|c| !c.is_empty()),
-    ]
-    .iter()
-    .filter(|x| **x)
-    .count();
-    if named != 1 {
-        errors.push(FieldError::new(
-            "target",
-            "name exactly one of all: true, regions, formats or store_codes (non-empty)",
-        ));
-    }
-    if target
-        .store_codes
-        .as_ref()
-        .is_some_and(|c| c.len() > 100_000)
-        || target.regions.as_ref().is_some_and(|r| r.len() > 100)
-    {
-        errors.push(FieldError::new("target", "too many names"));
-    }
+    target.validate("target", &mut errors);
     if body.due_at.is_some() == body.due_local.is_some() {
         errors.push(FieldError::new(
             "due_at",
@@ -181,27 +169,13 @@ async fn create_campaign(
         ));
     }
     let mut tx = crate::db::begin(&db).await?;
-    let template = match body.template_id {
-        Some(id) => {
-            let found = templates::find_version(&mut tx, id, None).await?;
-            if found.is_none() {
-                errors.push(FieldError::new("template_id", "no such template"));
-            }
-            found
-        }
-        None => None,
-    };
-    let title = body
-        .title
-        .map(|t| t.trim().to_owned())
-        .or_else(|| template.as_ref().map(|t| t.title.clone()))
-        .unwrap_or_default();
-    if !(1..=200).contains(&title.chars().count()) {
-        errors.push(FieldError::new(
-            "title",
-            "is required (1-200 characters) unless a template gives one",
-        ));
-    }
+    let (template, title) = templates::template_and_title(
+        &mut tx,
+        body.template_id,
+        body.title.as_deref(),
+        &mut errors,
+    )
+    .await?;
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }

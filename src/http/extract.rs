@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{
     FromRequest, FromRequestParts, Request,
-    rejection::{JsonRejection, PathRejection, QueryRejection},
+    rejection::{PathRejection, QueryRejection},
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -76,9 +76,17 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             "must not contain the NUL character (\\u0000)",
         ));
     }
-    axum::Json::<T>::from_bytes(body)
-        .map(|j| j.0)
-        .map_err(ApiError::from)
+    crate::input::objects::from_slice(body).map_err(|error| {
+        let field = match error.path().to_string() {
+            path if path == "." => "body".to_owned(),
+            path => path,
+        };
+        if error.inner().is_data() {
+            ApiError::Validation(vec![FieldError::new(field, error.inner().to_string())])
+        } else {
+            ApiError::BadRequest(format!("the body is not JSON: {}", error.inner()))
+        }
+    })
 }
 
 /// A JSON body that may be empty (transitions): empty, or `null`, means `T::default()`.
@@ -125,53 +133,5 @@ impl From<QueryRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
         ApiError::BadRequest(rejection.body_text())
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        let text = rejection.body_text();
-        match rejection.status() {
-            StatusCode::UNPROCESSABLE_ENTITY => ApiError::Validation(vec![json_field_error(&text)]),
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(
-                "the request body is larger than this route accepts".to_owned(),
-            ),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                ApiError::UnsupportedMediaType("expected Content-Type: application/json".to_owned())
-            }
-            _ => ApiError::BadRequest(text),
-        }
-    }
-}
-
-/// axum reports typed JSON errors as `<prefix>: <path>: <message>` (serde_path_to_error);
-/// split the path out so the problem names the field.
-fn json_field_error(text: &str) -> FieldError {
-    let detail = text
-        .split_once("target type: ")
-        .map_or(text, |(_, rest)| rest);
-    match detail.split_once(": ") {
-        Some((path, message)) if !path.contains(' ') => {
-            let field = if path == "." { "body" } else { path };
-            FieldError::new(field, message)
-        }
-        _ => FieldError::new("body", detail),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_errors_name_the_field() {
-        let e = json_field_error(
-            "Failed to deserialize the JSON body into the target type: items[2].sku: invalid type: integer `3`, expected a string at line 1 column 9",
-        );
-        assert_eq!(e.field, "items[2].sku");
-        let e = json_field_error(
-            "Failed to deserialize the JSON body into the target type: missing field `name` at line 1 column 2",
-        );
-        assert_eq!(e.field, "body");
     }
 }

@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     Router,
     extract::{DefaultBodyLimit, FromRef},
-    http::{HeaderName, StatusCode},
+    http::{HeaderName, StatusCode, header},
     routing::get,
 };
 use sqlx::PgPool;
@@ -26,7 +26,9 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::{auth::JwtVerifier, campaigns, ingest, reporting, stores, tasks, templates, webhooks};
+use crate::{
+    auth::JwtVerifier, campaigns, ingest, reporting, schedules, stores, tasks, templates, webhooks,
+};
 
 /// What handlers can reach; each handler takes only the parts it needs (`FromRef`).
 #[derive(Clone, FromRef)]
@@ -149,15 +151,22 @@ fn api_routes(ingest_body_limit_bytes: usize) -> OpenApiRouter<AppState> {
 }
 
 /// The OpenAPI 3.1 document, generated from the same route table that serves requests.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+pub fn openapi() -> serde_json::Value {
     // The body limit shapes requests, not the document.
     complete(api_routes(usize::MAX).into_openapi())
 }
 
-/// The document once every route is in it: the standard responses added to each.
-fn complete(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+/// The document once every route is in it: the standard responses added to each, and
+/// the rules between fields that the derived schemas cannot state.
+fn complete(mut openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
     StandardResponses.modify(&mut openapi);
-    openapi
+    let mut document =
+        serde_json::to_value(&openapi).expect("the OpenAPI document is JSON (start-up)");
+    tasks::schema_rules(&mut document);
+    campaigns::schema_rules(&mut document);
+    schedules::schema_rules(&mut document);
+    ingest::schema_rules(&mut document);
+    document
 }
 
 /// The whole public router.
@@ -168,14 +177,11 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
             crate::auth::authenticate,
         ))
         .split_for_parts();
-    let openapi = Arc::new(complete(openapi));
+    let openapi = axum::body::Bytes::from(complete(openapi).to_string());
     let request_id = HeaderName::from_static("x-request-id");
     api.route(
         "/openapi.json",
-        get(move || {
-            let openapi = openapi.clone();
-            async move { axum::Json(openapi.as_ref().clone()) }
-        }),
+        get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }),
     )
     .fallback(|| async { StatusCode::NOT_FOUND })
     .with_state(state)

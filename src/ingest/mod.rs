@@ -137,6 +137,11 @@ pub fn register_handlers(registry: &mut Registry, options: &IngestOptions) {
     registry.subscribe::<IngestChunk>(GROUP, Arc::new(price::ApplyChunk));
 }
 
+/// Adds the rules between this module's request fields to the OpenAPI document.
+pub fn schema_rules(document: &mut serde_json::Value) {
+    crate::input::rules::add_to_document::<payload::Delivery>(document);
+}
+
 pub mod metrics {
     //! `storeops_ingest_items_total{source,outcome}` (SPEC §10). Outcomes: `accepted`
     //! (items of a newly stored request), `duplicate` (items of a re-post, ignored),

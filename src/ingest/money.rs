@@ -277,8 +277,8 @@ impl utoipa::ToSchema for Price {
 }
 
 /// What a `Price` field accepts, for the OpenAPI document: a number from 0 to
-/// 9999999999.9999 (at most 4 fractional digits, said in words), or a decimal string
-/// with 1-4 fractional digits.
+/// 9999999999.9999 with at most 4 fractional digits (`multipleOf`), or a decimal string
+/// of at most 10 integral and 1-4 fractional digits.
 ///
 /// The string pattern is stricter than the parser (which also takes `"-0"` and trailing
 /// zeros past the fourth digit): what the document promises is always accepted.
@@ -287,21 +287,25 @@ impl utoipa::ToSchema for Price {
 pub fn price_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
 
-    // utoipa::Number has no exact decimal variant, so the document's fractional bound is
-    // an f64 literal; it is only ever printed, never used for a price. No multipleOf:
-    // float-based validators would refuse 9.99 as not a multiple of 0.0001.
+    // utoipa::Number has no exact decimal variant, so the document's bounds are f64
+    // literals; they are only ever printed, never used for a price. `multipleOf` is
+    // meant as JSON Schema defines it, on the number as written (9.99 is a multiple of
+    // 0.0001), as the server reads it; validators that divide in binary floating point
+    // get it wrong.
     const DOCUMENTED_MAXIMUM: f64 = 9_999_999_999.999_9;
+    const DOCUMENTED_STEP: f64 = 0.000_1;
     OneOfBuilder::new()
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::Number)
                 .minimum(Some(0))
-                .maximum(Some(DOCUMENTED_MAXIMUM)),
+                .maximum(Some(DOCUMENTED_MAXIMUM))
+                .multiple_of(Some(DOCUMENTED_STEP)),
         )
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .pattern(Some(r"^[0-9]+(\.[0-9]{1,4})?$")),
+                .pattern(Some(r"^[0-9]{1,10}(\.[0-9]{1,4})?$")),
         )
         .description(Some(
             "Exact price: a JSON number or a decimal string, at most 4 fractional digits, \

@@ -9,10 +9,11 @@ use serde::{
     Deserialize, Deserializer, Serialize,
     de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor},
 };
+use serde_json::json;
 use utoipa::ToSchema;
 
 use super::money::{Price, is_iso_4217};
-use crate::error::FieldError;
+use crate::{error::FieldError, input::rules::CrossFieldRules};
 
 /// Field errors reported per request; beyond this the sender has enough to fix.
 const MAX_FIELD_ERRORS: usize = 50;
@@ -108,10 +109,21 @@ pub struct Delivery {
     #[serde(deserialize_with = "crate::input::instant")]
     #[schema(pattern = "^20[0-9]{2}-")]
     pub expected_at: DateTime<Utc>,
+    /// 1-1,000 lines, none when cancelled.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub lines: Vec<DeliveryLine>,
     #[serde(default)]
     pub status: Option<DeliveryStatus>,
+}
+
+impl CrossFieldRules for Delivery {
+    fn cross_field_rules() -> Vec<serde_json::Value> {
+        vec![json!({ "anyOf": [
+            { "required": ["status"], "properties": { "status": { "const": "cancelled" } } },
+            { "required": ["lines"], "properties": { "lines": { "minItems": 1 } } },
+        ] })]
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]

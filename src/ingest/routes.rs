@@ -31,6 +31,7 @@ use crate::{
         AppState,
         extract::{Json, Path},
     },
+    input::objects::{self, ObjectsOnly},
 };
 
 pub fn router(body_limit_bytes: usize) -> OpenApiRouter<AppState> {
@@ -109,7 +110,9 @@ struct Limits {
 fn check_price_batch(body: &mut dyn Read) -> Result<Checked, CheckError> {
     let mut check = PriceBatchCheck::default();
     let mut deserializer = serde_json::Deserializer::from_reader(body);
-    let header = read_price_batch(&mut deserializer, |i, line| check.line(i, &line))?;
+    let header = read_price_batch(ObjectsOnly(&mut deserializer), |i, line| {
+        check.line(i, &line)
+    })?;
     deserializer.end()?;
     let effective = check.finish(&header).map_err(CheckError::Invalid)?;
     Ok(Checked {
@@ -122,19 +125,20 @@ fn check_price_batch(body: &mut dyn Read) -> Result<Checked, CheckError> {
 fn price_batch_path(body: &mut dyn Read) -> Option<String> {
     let mut deserializer = serde_json::Deserializer::from_reader(body);
     let mut track = serde_path_to_error::Track::new();
-    let tracked = serde_path_to_error::Deserializer::new(&mut deserializer, &mut track);
+    let tracked =
+        serde_path_to_error::Deserializer::new(ObjectsOnly(&mut deserializer), &mut track);
     read_price_batch(tracked, |_, _| ()).err()?;
     Some(track.path().to_string()).filter(|path| path != ".")
 }
 
 fn single_path<T: DeserializeOwned>(body: &mut dyn Read) -> Option<String> {
     let mut deserializer = serde_json::Deserializer::from_reader(body);
-    let error = serde_path_to_error::deserialize::<_, T>(&mut deserializer).err()?;
+    let error = serde_path_to_error::deserialize::<_, T>(ObjectsOnly(&mut deserializer)).err()?;
     Some(error.path().to_string()).filter(|path| path != ".")
 }
 
 fn check_delivery(body: &mut dyn Read) -> Result<Checked, CheckError> {
-    let delivery: Delivery = serde_json::from_reader(body)?;
+    let delivery: Delivery = objects::from_reader(body)?;
     delivery.validate().map_err(CheckError::Invalid)?;
     Ok(Checked {
         external_id: delivery.delivery_id,
@@ -144,7 +148,7 @@ fn check_delivery(body: &mut dyn Read) -> Result<Checked, CheckError> {
 }
 
 fn check_stock_alert(body: &mut dyn Read) -> Result<Checked, CheckError> {
-    let alert: StockAlert = serde_json::from_reader(body)?;
+    let alert: StockAlert = objects::from_reader(body)?;
     alert.validate().map_err(CheckError::Invalid)?;
     Ok(Checked {
         external_id: alert.alert_id,

@@ -48,6 +48,11 @@ pub fn register_handlers(registry: &mut Registry) {
     registry.subscribe::<ScheduleDue>("schedules", Arc::new(handler::CreateOccurrence));
 }
 
+/// Adds the rules between this module's request fields to the OpenAPI document.
+pub fn schema_rules(document: &mut serde_json::Value) {
+    crate::input::rules::add_to_document::<Recurrence>(document);
+}
+
 pub mod metrics {
     use std::sync::LazyLock;
 

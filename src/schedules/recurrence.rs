@@ -9,9 +9,10 @@ use chrono::{
 };
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::{campaigns::Target, error::FieldError};
+use crate::{campaigns::Target, error::FieldError, input::rules::CrossFieldRules};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -66,6 +67,16 @@ pub struct Recurrence {
     pub target: Option<Target>,
 }
 
+impl CrossFieldRules for Recurrence {
+    fn cross_field_rules() -> Vec<serde_json::Value> {
+        // A weekly schedule names at least one day.
+        vec![json!({ "anyOf": [
+            { "properties": { "frequency": { "const": "daily" } } },
+            { "required": ["weekdays"], "properties": { "weekdays": { "minItems": 1 } } },
+        ] })]
+    }
+}
+
 impl Recurrence {
     pub fn time_of_day(&self) -> Option<NaiveTime> {
         NaiveTime::parse_from_str(&self.at, "%H:%M").ok()
@@ -83,6 +94,9 @@ impl Recurrence {
                 format!("{field}.weekdays"),
                 "a weekly schedule names at least one day",
             ));
+        }
+        if let Some(target) = &self.target {
+            target.validate(&format!("{field}.target"), errors);
         }
         if self
             .due_window_minutes

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::{
     ingest::IngestId,
+    input::rules::{self, CrossFieldRules},
     stores::{StaffId, StoreId},
     templates::{EvidenceRef, TemplateId},
 };
@@ -170,6 +171,12 @@ pub struct NewTaskBody {
     #[serde(default, deserialize_with = "crate::input::optional_instant")]
     #[schema(pattern = "^20[0-9]{2}-")]
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl CrossFieldRules for NewTaskBody {
+    fn cross_field_rules() -> Vec<serde_json::Value> {
+        vec![rules::any_given(&["title", "template_id"])]
+    }
 }
 
 /// Distinguishes an absent field (keep) from `null` (clear).

@@ -162,6 +162,11 @@ impl Action {
     }
 }
 
+/// Adds the rules between this module's request fields to the OpenAPI document.
+pub fn schema_rules(document: &mut serde_json::Value) {
+    crate::input::rules::add_to_document::<dto::NewTaskBody>(document);
+}
+
 pub mod metrics {
     //! Business metrics of SPEC §10.
     use std::sync::LazyLock;

@@ -94,29 +94,13 @@ pub async fn create(
     }
 
     let mut errors = Vec::new();
-    let template = match body.template_id {
-        Some(id) => {
-            let found = templates::find_version(&mut tx, id, None).await?;
-            if found.is_none() {
-                errors.push(FieldError::new("template_id", "no such template"));
-            }
-            found
-        }
-        None => None,
-    };
-    let title = body
-        .title
-        .as_deref()
-        .map(str::trim)
-        .map(str::to_owned)
-        .or_else(|| template.as_ref().map(|t| t.title.clone()))
-        .unwrap_or_default();
-    if !(1..=200).contains(&title.chars().count()) {
-        errors.push(FieldError::new(
-            "title",
-            "is required (1-200 characters) unless a template gives one",
-        ));
-    }
+    let (template, title) = templates::template_and_title(
+        &mut tx,
+        body.template_id,
+        body.title.as_deref(),
+        &mut errors,
+    )
+    .await?;
     let description = body
         .description
         .or_else(|| template.as_ref().and_then(|t| t.description.clone()));
@@ -265,16 +249,20 @@ impl TransitionRequest {
 
     /// redo, cancel: an optional reason.
     pub fn with_reason(action: Action, body: ReasonBody) -> Result<Self, ApiError> {
-        let reason = body
+        if body
             .reason
-            .map(|r| r.trim().to_owned())
-            .filter(|r| !r.is_empty());
-        if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > 500)
+        {
             return Err(ApiError::validation(
                 "reason",
                 "must be at most 500 characters",
             ));
         }
+        let reason = body
+            .reason
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty());
         Ok(Self {
             detail: serde_json::json!({ "reason": reason }),
             ..Self::plain(action)
@@ -439,10 +427,13 @@ pub async fn comment(
     id: TaskId,
     body: &str,
 ) -> Result<TaskEventDto, ApiError> {
-    let body = body.trim().to_owned();
-    if !(1..=2000).contains(&body.chars().count()) {
-        return Err(ApiError::validation("body", "must be 1-2000 characters"));
+    if body.chars().count() > 2000 || body.trim().is_empty() {
+        return Err(ApiError::validation(
+            "body",
+            "must be 1-2000 characters, not all blank",
+        ));
     }
+    let body = body.trim();
     let mut tx = crate::db::begin(db).await?;
     let task = readable_task(&mut tx, principal, id, false).await?;
     let data = serde_json::json!({ "body": body });

@@ -49,10 +49,7 @@ pub struct ChecklistItem {
 #[serde(deny_unknown_fields)]
 pub struct EvidenceRef {
     /// https URL of the stored object, in ASCII (punycode for international domain names).
-    #[schema(
-        max_length = 2048,
-        pattern = "^https://(([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?\\.?|((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])|\\[[0-9A-Fa-f:.]+\\])(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?#][\\x21-\\x7e]*)?$"
-    )]
+    #[schema(schema_with = crate::input::url::evidence_schema)]
     pub url: String,
     #[schema(max_length = 100, pattern = "^[^\\x00]*$")]
     pub content_type: Option<String>,
@@ -73,11 +70,7 @@ const MAX_EVIDENCE_BYTES: u64 = 1 << 30;
 
 impl EvidenceRef {
     pub fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
-        let ok = self.url.len() <= 2048
-            && self.url.is_ascii()
-            && reqwest::Url::parse(&self.url)
-                .is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some());
-        if !ok {
+        if !crate::input::url::EVIDENCE.admits(&self.url) {
             errors.push(FieldError::new(
                 format!("{field}.url"),
                 "must be an https URL in ASCII of at most 2048 characters",
@@ -99,6 +92,42 @@ impl EvidenceRef {
             ));
         }
     }
+}
+
+/// The template a task or campaign is made from, and its title: the title as sent
+/// (1-200 characters, not all blank; kept trimmed), else the template's. An unknown
+/// template is reported alone: the title is then not also missing.
+pub async fn template_and_title(
+    conn: &mut sqlx::PgConnection,
+    template_id: Option<TemplateId>,
+    title: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> Result<(Option<TemplateVersionRow>, String), sqlx::Error> {
+    let template = match template_id {
+        Some(id) => {
+            let found = find_version(conn, id, None).await?;
+            if found.is_none() {
+                errors.push(FieldError::new("template_id", "no such template"));
+                return Ok((None, String::new()));
+            }
+            found
+        }
+        None => None,
+    };
+    let title = match (title, &template) {
+        (Some(title), _) if title.chars().count() <= 200 && !title.trim().is_empty() => {
+            title.trim().to_owned()
+        }
+        (None, Some(template)) => template.title.clone(),
+        _ => {
+            errors.push(FieldError::new(
+                "title",
+                "is required (1-200 characters, not all blank) unless a template gives one",
+            ));
+            String::new()
+        }
+    };
+    Ok((template, title))
 }
 
 /// Checks a checklist definition; `field` prefixes error paths.

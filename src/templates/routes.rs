@@ -116,11 +116,16 @@ impl TryFrom<repo::TemplateVersionRow> for TemplateDto {
     }
 }
 
-fn validate(fields: &repo::VersionFieldsOwned) -> Result<(), ApiError> {
+/// Checks a version's fields as sent; the title is kept trimmed.
+fn validate(mut fields: repo::VersionFieldsOwned) -> Result<repo::VersionFieldsOwned, ApiError> {
     let mut errors = Vec::new();
-    if !(1..=200).contains(&fields.title.trim().chars().count()) {
-        errors.push(FieldError::new("title", "must be 1-200 characters"));
+    if fields.title.chars().count() > 200 || fields.title.trim().is_empty() {
+        errors.push(FieldError::new(
+            "title",
+            "must be 1-200 characters, not all blank",
+        ));
     }
+    fields.title = fields.title.trim().to_owned();
     if fields
         .description
         .as_ref()
@@ -145,7 +150,7 @@ fn validate(fields: &repo::VersionFieldsOwned) -> Result<(), ApiError> {
         errors.push(FieldError::new("due_window_minutes", "must be 5-43200"));
     }
     if errors.is_empty() {
-        Ok(())
+        Ok(fields)
     } else {
         Err(ApiError::Validation(errors))
     }
@@ -201,7 +206,7 @@ async fn create_template(
 ) -> Result<(StatusCode, Json<TemplateDto>), ApiError> {
     let fields = repo::VersionFieldsOwned {
         recurrence: body.recurrence,
-        title: body.title.trim().to_owned(),
+        title: body.title,
         description: body.description,
         kind: body.kind.unwrap_or(TaskKind::Checklist).as_str().to_owned(),
         checklist: body.checklist,
@@ -209,7 +214,7 @@ async fn create_template(
         estimated_minutes: body.estimated_minutes,
         due_window_minutes: body.due_window_minutes.unwrap_or(1440),
     };
-    validate(&fields)?;
+    let fields = validate(fields)?;
     let row = repo::create(&db, &fields.borrowed(), &principal.subject).await?;
     Ok((StatusCode::CREATED, Json(row.try_into()?)))
 }
@@ -275,9 +280,7 @@ async fn patch_template(
                     Some(change) => change,
                     None => latest.recurrence.as_ref().map(|r| r.0.clone()),
                 },
-                title: patch
-                    .title
-                    .map_or_else(|| latest.title.clone(), |t| t.trim().to_owned()),
+                title: patch.title.unwrap_or_else(|| latest.title.clone()),
                 description: patch.description.or_else(|| latest.description.clone()),
                 kind: patch
                     .kind
@@ -291,8 +294,7 @@ async fn patch_template(
                     .due_window_minutes
                     .unwrap_or(latest.due_window_minutes),
             };
-            validate(&fields)?;
-            Ok(fields)
+            validate(fields)
         },
         &principal.subject,
     )

@@ -29,10 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct NewWebhook {
     /// http(s) URL in ASCII (punycode for international domain names), without
     /// credentials or fragment; private, loopback and link-local targets are refused.
-    #[schema(
-        max_length = 2048,
-        pattern = "^https?://(([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?\\.?|((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])|\\[[0-9A-Fa-f:.]+\\])(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?][\\x21\\x22\\x24-\\x7e]*)?$"
-    )]
+    /// Kept as sent.
+    #[schema(schema_with = crate::input::url::webhook_schema)]
     pub url: String,
     /// Event types to receive, e.g. `task.completed`: the public events.
     #[schema(schema_with = event_types_schema)]
@@ -40,7 +38,7 @@ pub struct NewWebhook {
     /// Signing secret; generated when omitted.
     #[schema(min_length = 16, max_length = 256, pattern = "^[^\\x00]*$")]
     pub secret: Option<String>,
-    #[schema(pattern = "^[^\\x00]*$")]
+    #[schema(max_length = 500, pattern = "^[^\\x00]*$")]
     pub description: Option<String>,
 }
 
@@ -138,12 +136,8 @@ async fn create_webhook(
     Json(body): Json<NewWebhook>,
 ) -> Result<(StatusCode, Json<CreatedWebhookDto>), ApiError> {
     let mut errors = Vec::new();
-    let url = match target::parse(body.url.trim()) {
-        Ok(url) if body.url.len() <= 2048 => Some(url),
-        Ok(_) => {
-            errors.push(FieldError::new("url", "must be at most 2048 characters"));
-            None
-        }
+    let url = match target::parse(&body.url) {
+        Ok(url) => Some(url),
         Err(e) => {
             errors.push(FieldError::new("url", e));
             None
@@ -187,11 +181,8 @@ async fn create_webhook(
         Some(secret) => secret,
         None => generate_secret(),
     };
-    let description = body
+    if body
         .description
-        .map(|d| d.trim().to_owned())
-        .filter(|d| !d.is_empty());
-    if description
         .as_ref()
         .is_some_and(|d| d.chars().count() > 500)
     {
@@ -200,13 +191,17 @@ async fn create_webhook(
             "must be at most 500 characters",
         ));
     }
-    let Some(url) = url.filter(|_| errors.is_empty()) else {
+    if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
-    };
+    }
+    let description = body
+        .description
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty());
     let row = repo::insert(
         &db,
         &repo::NewWebhook {
-            url: url.as_str(),
+            url: &body.url,
             event_types: &event_types,
             secret: &secret,
             description: description.as_deref(),

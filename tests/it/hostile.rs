@@ -446,3 +446,180 @@ async fn an_ingest_whose_message_can_never_apply_fails_visibly() {
     worker.shutdown().await;
     teardown(&topology, &["ingest"]).await;
 }
+
+/// What the OpenAPI document states but derived schemas could not: objects are objects
+/// (never arrays), the rules between fields, and URL shapes, each enforced by the server.
+#[tokio::test]
+async fn objects_field_rules_and_url_shapes_are_enforced_as_documented() {
+    let app = TestApp::spawn(2).await;
+    let store = &app.stores().await[0];
+    let hq = token(Role::Hq, None, None);
+    let integration = token(Role::Integration, None, None);
+    let tasks = format!("/api/v1/stores/{}/tasks", store.id);
+    let (_, task) = send(&app, Method::POST, &tasks, &hq, r#"{"title": "t"}"#).await;
+    let complete = format!(
+        "/api/v1/tasks/{}/complete",
+        task["id"].as_str().expect("id")
+    );
+    let (campaigns, templates) = ("/api/v1/campaigns", "/api/v1/task-templates");
+    let (deliveries, prices) = (
+        "/api/v1/integrations/deliveries",
+        "/api/v1/integrations/price-changes",
+    );
+    let due = "2030-01-01T10:00:00Z";
+    let campaign = |target: &str, rest: &str| {
+        format!(r#"{{"title": "c", "target": {target}, "due_at": "{due}"{rest}}}"#)
+    };
+    let schedule = |recurrence: &str| {
+        format!(
+            r#"{{"title": "t", "checklist": [], "recurrence": {{"at": "08:00", {recurrence}}}}}"#
+        )
+    };
+    let delivery = |lines: &str, status: &str| {
+        format!(
+            r#"{{"delivery_id": "D{}", "store_code": "{}", "supplier": "s", "expected_at": "{due}", "lines": {lines}, "status": {status}}}"#,
+            status.len(),
+            store.code
+        )
+    };
+    let webhook = |url: &str| json!({"url": url, "event_types": ["task.created"]}).to_string();
+    let mut refusals = vec![
+        // serde reads a struct from a JSON array of its fields; the document says object.
+        (campaigns, &hq, campaign("[true]", ""), "target"),
+        (templates, &hq, schedule(r#""frequency": "daily", "target": [null, null]"#), "recurrence.target"),
+        (templates, &hq, r#"{"title": "t", "checklist": [["a", "A", "check"]]}"#.to_owned(), "checklist[0]"),
+        (&tasks, &hq, r#"["t"]"#.to_owned(), "body"),
+        (deliveries, &integration, delivery(r#"[["A", 1]]"#, "null"), "lines[0]"),
+        (prices, &integration,
+            r#"{"batch_id": "b", "effective_at": "2030-01-01T06:00:00Z", "items": [["A", "a", 1, "EUR"]]}"#.to_owned(),
+            "items[0]"),
+        // due_at xor due_local; a title unless a template gives one.
+        (campaigns, &hq, campaign(r#"{"all": true}"#, r#", "due_local": "2030-01-01T10:00:00""#), "due_at"),
+        (campaigns, &hq, r#"{"title": "c", "target": {"all": true}, "due_at": null}"#.to_owned(), "due_at"),
+        (campaigns, &hq, campaign(r#"{"all": true}"#, r#", "title": null"#).replacen(r#""title": "c", "#, "", 1), "title"),
+        // A weekly schedule names a day; a delivery has lines unless cancelled.
+        (templates, &hq, schedule(r#""frequency": "weekly""#), "recurrence.weekdays"),
+        (deliveries, &integration, delivery("[]", "null"), "lines"),
+        // Lengths are of the text as sent (it is kept trimmed); local times are real.
+        ("/api/v1/webhooks", &hq,
+            json!({"url": "https://h.example/", "event_types": ["task.created"], "description": format!(" {} ", "d".repeat(499))}).to_string(),
+            "description"),
+        (campaigns, &hq, campaign(r#"{"all": true}"#, r#", "due_at": null, "due_local": "2026-02-29T10:00:00""#).replacen(&format!(r#""due_at": "{due}""#), r#""kind": "adhoc""#, 1), "due_local"),
+        (prices, &integration,
+            r#"{"batch_id": "b", "effective_at": "2030-01-01T06:00:00Z", "items": [{"sku": "A", "name": "a", "new_price": "10000000000", "currency": "EUR"}]}"#.to_owned(),
+            "items[0].new_price"),
+        // Evidence and webhook URLs have the documented shape.
+        (&complete, &hq, r#"{"evidence": [{"url": "https://a_b.example/p.jpg"}]}"#.to_owned(), "evidence[0].url"),
+    ];
+    // Exactly one way of naming stores, in a campaign and in a schedule alike.
+    for target in [
+        r#"{}"#,
+        r#"{"all": false}"#,
+        r#"{"all": true, "regions": ["NORTH"]}"#,
+        r#"{"regions": [], "formats": []}"#,
+    ] {
+        refusals.push((campaigns, &hq, campaign(target, ""), "target"));
+        refusals.push((
+            templates,
+            &hq,
+            schedule(&format!(r#""frequency": "daily", "target": {target}"#)),
+            "recurrence.target",
+        ));
+    }
+    for url in [
+        "https://[1::2:3:4:5:6:7:8]/",
+        "https://[::g]/",
+        "https://a_b.example/",
+        "https://01.2.3.4/",
+        "https://h.example/#x",
+    ] {
+        refusals.push(("/api/v1/webhooks", &hq, webhook(url), "url"));
+    }
+    for (path, token, body, field) in &refusals {
+        refused(&app, Method::POST, path, token, body, field).await;
+    }
+
+    // An unknown template is the one error: the title it would have given is not also missing.
+    let unknown_template = r#"{"template_id": "00000000-0000-7000-8000-000000000000"}"#;
+    for path in [campaigns, tasks.as_str()] {
+        let body = if path == campaigns {
+            campaign(r#"{"all": true}"#, "").replacen(
+                r#""title": "c", "#,
+                r#""template_id": "00000000-0000-7000-8000-000000000000", "#,
+                1,
+            )
+        } else {
+            unknown_template.to_owned()
+        };
+        let (status, problem) = send(&app, Method::POST, path, &hq, &body).await;
+        assert_eq!(status, 422, "{path}: {problem}");
+        assert_eq!(
+            problem["errors"].as_array().map(Vec::len),
+            Some(1),
+            "{path}: {problem}"
+        );
+        assert_eq!(
+            problem["errors"][0]["field"], "template_id",
+            "{path}: {problem}"
+        );
+    }
+
+    let accepted = [
+        // Unset ways of naming stores may be spelled null, false or empty.
+        (
+            templates,
+            &hq,
+            schedule(
+                r#""frequency": "daily", "target": {"all": true, "regions": [], "formats": null}"#,
+            ),
+        ),
+        (deliveries, &integration, delivery("[]", r#""cancelled""#)),
+        (
+            campaigns,
+            &hq,
+            campaign(
+                r#"{"all": true}"#,
+                r#", "due_at": null, "due_local": "2028-02-29T10:00:00.5""#,
+            )
+            .replacen(&format!(r#""due_at": "{due}""#), r#""kind": "adhoc""#, 1),
+        ),
+        // Percent-encoding makes it longer than 2,048 characters; it is kept as sent.
+        (
+            "/api/v1/webhooks",
+            &hq,
+            webhook(&format!(
+                "https://[2606:4700:4700::1111]/{}",
+                "\"".repeat(1_900)
+            )),
+        ),
+    ];
+    for (path, token, body) in &accepted {
+        let (status, answer) = send(&app, Method::POST, path, token, body).await;
+        assert!(status == 201 || status == 202, "{path} {body}: {answer}");
+        if path.ends_with("webhooks") {
+            assert_eq!(
+                answer["url"],
+                serde_json::from_str::<Value>(body).expect("json")["url"]
+            );
+        }
+    }
+
+    // The document states the same: one pattern, and the rules between fields.
+    let (_, document) = send(&app, Method::GET, "/openapi.json", &hq, "").await;
+    let schemas = &document["components"]["schemas"];
+    let url = storeops::input::url::WEBHOOK.pattern();
+    assert_eq!(schemas["NewWebhook"]["properties"]["url"]["pattern"], url);
+    let url = storeops::input::url::EVIDENCE.pattern();
+    assert_eq!(schemas["EvidenceRef"]["properties"]["url"]["pattern"], url);
+    let rules = |name: &str| schemas[name]["allOf"].as_array().map(Vec::len);
+    assert_eq!(
+        schemas["Target"]["allOf"][0]["oneOf"]
+            .as_array()
+            .map(Vec::len),
+        Some(4)
+    );
+    assert_eq!(rules("NewCampaign"), Some(2));
+    for name in ["NewTaskBody", "Recurrence", "Delivery"] {
+        assert_eq!(rules(name), Some(1), "{name}");
+    }
+}
