@@ -30,9 +30,17 @@ fn in_calendar(year: i32) -> Result<(), String> {
     }
 }
 
-/// An RFC 3339 instant in the business calendar.
-pub fn check_instant(at: &DateTime<Utc>) -> Result<(), String> {
-    in_calendar(at.year())
+/// Whether an instant is one the API may have stored and so put in a cursor: the
+/// calendar's years as written, moved by a UTC offset or a due window past its edges.
+pub fn within_reach(at: &DateTime<Utc>) -> bool {
+    ((FIRST_YEAR - 1)..=(LAST_YEAR + 1)).contains(&at.year())
+}
+
+/// An RFC 3339 instant as sent, checked by the year it was written in, in UTC.
+pub fn written_rfc3339(raw: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(raw)
+        .ok()
+        .and_then(|at| written_instant(at).ok())
 }
 
 /// A store-local date and time in the business calendar.

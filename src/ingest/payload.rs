@@ -369,11 +369,8 @@ impl PriceLine<'_> {
 /// RFC 3339, or a store-local wall-clock time; `None` for anything else, or outside the
 /// business calendar (`crate::input`).
 pub fn parse_effective(raw: &str) -> Option<Effective> {
-    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
-        let at = at.with_timezone(&Utc);
-        return crate::input::check_instant(&at)
-            .is_ok()
-            .then_some(Effective::At(at));
+    if DateTime::parse_from_rfc3339(raw).is_ok() {
+        return crate::input::written_rfc3339(raw).map(Effective::At);
     }
     ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
         .iter()

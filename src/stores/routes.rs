@@ -496,7 +496,7 @@ async fn add_closure(
     delete, path = "/stores/{store_id}/closures/{date}", tag = "stores",
     params(
         ("store_id" = StoreId, Path, description = "The store's id"),
-        ("date" = String, Path, format = Date, description = "The closure day, YYYY-MM-DD"),
+        ("date" = String, Path, format = Date, pattern = "^20[0-9]{2}-", description = "The closure day, YYYY-MM-DD, in the years 2000 to 2099"),
     ),
     security(("bearer" = [])),
     responses(

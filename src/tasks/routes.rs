@@ -96,7 +96,7 @@ async fn list_store_tasks(
     Query(query): Query<TaskListQuery>,
 ) -> Result<JsonBytes, ApiError> {
     let page = PageRequest::<(DateTime<Utc>, TaskId)>::parse(query.cursor.as_deref(), query.limit)?
-        .check(|(due_at, _)| crate::input::check_instant(due_at).is_ok())?;
+        .check(|(due_at, _)| crate::input::within_reach(due_at))?;
     let mut errors = Vec::new();
     let statuses = query.status.as_deref().map(|list| {
         // Exactly as documented: no spaces, no empty entries.
@@ -310,7 +310,7 @@ async fn task_history(
     Query(query): Query<HistoryQuery>,
 ) -> Result<Json<Page<TaskEventDto>>, ApiError> {
     let page = PageRequest::<(DateTime<Utc>, Uuid)>::parse(query.cursor.as_deref(), query.limit)?
-        .check(|(at, _)| crate::input::check_instant(at).is_ok())?;
+        .check(|(at, _)| crate::input::within_reach(at))?;
     let rows = service::history(&db, &principal, id, page.after, page.fetch_limit()).await?;
     Ok(Json(
         page.page(rows, |e| (e.occurred_at, e.id))

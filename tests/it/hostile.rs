@@ -264,19 +264,25 @@ async fn dates_outside_the_business_calendar_are_4xx_never_5xx() {
         let (status, problem) = send(&app, Method::GET, &format!("{tasks}?{query}"), &hq, "").await;
         assert_eq!(status, 400, "{query}: {problem}");
     }
-    let forged = URL_SAFE_NO_PAD.encode(format!(
-        r#"["+200000-01-01T00:00:00Z","{}"]"#,
-        uuid::Uuid::nil()
-    ));
-    let (status, problem) = send(
-        &app,
-        Method::GET,
-        &format!("{tasks}?cursor={forged}"),
-        &hq,
-        "",
-    )
-    .await;
-    assert_eq!(status, 422, "{problem}");
+    // A cursor holds what a task may be due at: a delivery expected at
+    // 2000-01-01T00:00:00+03:00 is due in 1999 in UTC, and its page's cursor says so.
+    for (key, expected) in [
+        ("+200000-01-01T00:00:00Z", 422),
+        ("1998-12-31T23:59:59Z", 422),
+        ("1999-12-31T21:00:00Z", 200),
+        ("2100-01-01T01:00:00Z", 200),
+    ] {
+        let forged = URL_SAFE_NO_PAD.encode(format!(r#"["{key}","{}"]"#, uuid::Uuid::nil()));
+        let (status, problem) = send(
+            &app,
+            Method::GET,
+            &format!("{tasks}?cursor={forged}"),
+            &hq,
+            "",
+        )
+        .await;
+        assert_eq!(status, expected, "{key}: {problem}");
+    }
 
     for query in [
         "to=-262143-01-01",
@@ -574,6 +580,9 @@ async fn objects_field_rules_and_url_shapes_are_enforced_as_documented() {
             ),
         ),
         (deliveries, &integration, delivery("[]", r#""cancelled""#)),
+        // The year as written: 1999 in UTC.
+        (prices, &integration,
+            r#"{"batch_id": "b", "effective_at": "2000-01-01T00:00:00+03:00", "items": [{"sku": "A", "name": "a", "new_price": "1.5", "currency": "EUR"}]}"#.to_owned()),
         (
             campaigns,
             &hq,
