@@ -43,11 +43,6 @@ pub fn written_rfc3339(raw: &str) -> Option<DateTime<Utc>> {
         .and_then(|at| written_instant(at).ok())
 }
 
-/// A store-local date and time in the business calendar.
-pub fn check_local(at: &NaiveDateTime) -> Result<(), String> {
-    in_calendar(at.year())
-}
-
 /// A day in the business calendar.
 pub fn check_day(day: &NaiveDate) -> Result<(), String> {
     in_calendar(day.year())
@@ -76,22 +71,50 @@ pub fn optional_instant<'de, D: Deserializer<'de>>(
         .map_err(D::Error::custom)
 }
 
-/// The OpenAPI `pattern` of a store-local date and time, `YYYY-MM-DDTHH:MM:SS[.fraction]`
-/// in the business calendar: months of their length, 29 February in leap years (every
-/// fourth year from 2000 to 2099). No JSON Schema `format` says "without an offset".
-pub const LOCAL_PATTERN: &str = "^(20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|20[0-9]{2}-(0[13-9]|1[0-2])-(29|30)|20[0-9]{2}-(0[13578]|1[02])-31|20([02468][048]|[13579][26])-02-29)T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?$";
+/// A string's shape: one regular expression that is both the OpenAPI `pattern` and the
+/// server's check, so the document cannot promise more or less than the server takes.
+pub struct Shape {
+    pattern: String,
+    regex: Regex,
+}
 
-static LOCAL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(LOCAL_PATTERN).expect("the local date-time pattern compiles"));
+impl Shape {
+    /// # Panics
+    /// When the pattern does not compile (a constant: caught by every test using it).
+    pub fn new(pattern: String) -> Self {
+        let regex = Regex::new(&pattern).expect("a shape's pattern compiles");
+        Self { pattern, regex }
+    }
 
-/// A store-local date and time as [`LOCAL_PATTERN`] spells it.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    pub fn admits(&self, raw: &str) -> bool {
+        self.regex.is_match(raw)
+    }
+}
+
+/// A real day of the business calendar, `YYYY-MM-DD` (a pattern fragment): months of
+/// their length, 29 February in leap years (every fourth year from 2000 to 2099).
+pub const DAY: &str = "(20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|20[0-9]{2}-(0[13-9]|1[0-2])-(29|30)|20[0-9]{2}-(0[13578]|1[02])-31|20([02468][048]|[13579][26])-02-29)";
+
+/// A store-local date and time, `YYYY-MM-DDTHH:MM:SS[.fraction]`. No JSON Schema
+/// `format` says "without an offset".
+pub static LOCAL: LazyLock<Shape> = LazyLock::new(|| {
+    Shape::new(format!(
+        "^{DAY}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{{1,9}})?$"
+    ))
+});
+
+/// A store-local date and time as [`LOCAL`] spells it.
 fn local(raw: &str) -> Result<NaiveDateTime, String> {
     let shape = || {
         format!(
             "must be a local date and time YYYY-MM-DDTHH:MM:SS in the years {FIRST_YEAR} to {LAST_YEAR}"
         )
     };
-    if !LOCAL.is_match(raw) {
+    if !LOCAL.admits(raw) {
         return Err(shape());
     }
     NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f").map_err(|_| shape())
@@ -110,7 +133,7 @@ pub fn local_schema() -> utoipa::openapi::schema::Object {
     use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
     ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-        .pattern(Some(LOCAL_PATTERN))
+        .pattern(Some(LOCAL.pattern()))
         .examples(["2026-12-01T18:00:00"])
         .build()
 }

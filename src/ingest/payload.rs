@@ -2,7 +2,7 @@
 //! their strings borrow from the request body instead of being copied, and field paths
 //! are only built for the fields that are wrong.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::LazyLock};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{
@@ -13,7 +13,10 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::money::{Price, is_iso_4217};
-use crate::{error::FieldError, input::rules::CrossFieldRules};
+use crate::{
+    error::FieldError,
+    input::{Shape, rules::CrossFieldRules},
+};
 
 /// Field errors reported per request; beyond this the sender has enough to fix.
 const MAX_FIELD_ERRORS: usize = 50;
@@ -33,11 +36,7 @@ pub struct PriceBatch<'a> {
     /// When the new prices apply: a wall-clock time in each store's own zone
     /// (`2026-12-01T06:00:00`), or an instant with an offset for every store.
     #[serde(borrow)]
-    #[schema(
-        value_type = String,
-        example = "2026-12-01T06:00:00",
-        pattern = "^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?$"
-    )]
+    #[schema(schema_with = effective_at_schema)]
     pub effective_at: Cow<'a, str>,
     #[serde(borrow)]
     #[schema(min_items = 1, max_items = 2_000_000)]
@@ -366,16 +365,34 @@ impl PriceLine<'_> {
     }
 }
 
-/// RFC 3339, or a store-local wall-clock time; `None` for anything else, or outside the
-/// business calendar (`crate::input`).
+/// When a price batch applies: a store-local time, minutes or seconds (and a
+/// fraction), or an RFC 3339 instant with seconds and an offset (`Z` or `±HH:MM`).
+static EFFECTIVE: LazyLock<Shape> = LazyLock::new(|| {
+    Shape::new(format!(
+        "^{DAY}T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{{1,9}})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?$",
+        DAY = crate::input::DAY
+    ))
+});
+
+fn effective_at_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(EFFECTIVE.pattern()))
+        .examples(["2026-12-01T06:00:00"])
+        .build()
+}
+
+/// [`EFFECTIVE`]'s spellings; `None` for anything else.
 pub fn parse_effective(raw: &str) -> Option<Effective> {
-    if DateTime::parse_from_rfc3339(raw).is_ok() {
-        return crate::input::written_rfc3339(raw).map(Effective::At);
+    if !EFFECTIVE.admits(raw) {
+        return None;
+    }
+    if let Some(at) = crate::input::written_rfc3339(raw) {
+        return Some(Effective::At(at));
     }
     ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())
-        .filter(|local| crate::input::check_local(local).is_ok())
         .map(Effective::Local)
 }
 
@@ -433,7 +450,26 @@ mod tests {
             parse_effective("2026-12-01T06:00"),
             Some(Effective::Local(_))
         ));
-        assert_eq!(parse_effective("tomorrow"), None);
+        assert!(matches!(
+            parse_effective("2000-01-01T00:00:00.25+03:00"),
+            Some(Effective::At(at)) if at.to_rfc3339() == "1999-12-31T21:00:00.250+00:00"
+        ));
+        assert!(matches!(
+            parse_effective("2028-02-29T06:00"),
+            Some(Effective::Local(_))
+        ));
+        for refused in [
+            "tomorrow",
+            "2020-11-31T02:09",
+            "2026-02-29T06:00",
+            "2026-12-01t06:00:00z",
+            "2026-12-01 06:00:00Z",
+            "2026-12-01T06:00Z",
+            "2026-12-01T06:00:00+24:00",
+            "1999-12-31T23:00:00Z",
+        ] {
+            assert_eq!(parse_effective(refused), None, "{refused}");
+        }
     }
 
     fn stream(body: &str) -> Result<(PriceBatchHeader, Vec<String>), serde_json::Error> {

@@ -1,22 +1,18 @@
 //! The http(s) URLs the API takes (webhook targets, evidence objects), in one spelling:
 //! ASCII (punycode for international domain names), a DNS name, a dotted IPv4 address
 //! or an RFC 3986 IPv6 literal, an optional port, then visible ASCII. The OpenAPI
-//! `pattern` and the server's check are the same regular expression, so the document
-//! cannot promise more or less than the server takes; what the expression admits,
-//! the URL parser also takes.
+//! `pattern` and the server's check are the same regular expression ([`Shape`]); what
+//! the expression admits, the URL parser also takes.
 
 use std::sync::LazyLock;
 
-use regex::Regex;
+use super::Shape;
 
 /// The longest URL taken, as sent.
 pub const MAX_URL_CHARS: usize = 2048;
 
-/// A URL shape: its pattern and the compiled expression.
-pub struct UrlShape {
-    pattern: String,
-    regex: Regex,
-}
+/// A URL shape: one pattern, also the server's check ([`Shape`]), and a length.
+pub struct UrlShape(Shape);
 
 impl UrlShape {
     fn new(schemes: &str, rest: &str) -> Self {
@@ -45,18 +41,17 @@ impl UrlShape {
         let port =
             "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})";
         let pattern = format!("^{schemes}://({domain}|{ipv4}|\\[({ipv6})\\])(:{port})?{rest}$");
-        let regex = Regex::new(&pattern).expect("the URL pattern compiles");
-        Self { pattern, regex }
+        Self(Shape::new(pattern))
     }
 
     /// The OpenAPI `pattern`.
     pub fn pattern(&self) -> &str {
-        &self.pattern
+        self.0.pattern()
     }
 
     /// Whether a URL as sent has this shape and length.
     pub fn admits(&self, raw: &str) -> bool {
-        raw.len() <= MAX_URL_CHARS && self.regex.is_match(raw)
+        raw.len() <= MAX_URL_CHARS && self.0.admits(raw)
     }
 
     /// The OpenAPI schema of a field holding such a URL.
@@ -64,7 +59,7 @@ impl UrlShape {
         utoipa::openapi::schema::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
             .max_length(Some(MAX_URL_CHARS))
-            .pattern(Some(self.pattern.clone()))
+            .pattern(Some(self.pattern()))
             .build()
     }
 }
