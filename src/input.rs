@@ -14,6 +14,8 @@ use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, Utc};
 use regex::Regex;
 use serde::{Deserialize, Deserializer, de::Error as _};
 
+use crate::error::FieldError;
+
 /// Years an instant or a day sent to the API may fall in.
 pub const FIRST_YEAR: i32 = 2000;
 pub const LAST_YEAR: i32 = 2099;
@@ -71,6 +73,39 @@ pub fn optional_instant<'de, D: Deserializer<'de>>(
         .map_err(D::Error::custom)
 }
 
+/// The characters free text may not consist of only: Unicode White_Space, which
+/// `str::trim` removes, spelled as a regular-expression class body. Documented patterns
+/// use it instead of `\s`, which means a different set in ECMAScript, Python and Rust.
+pub const BLANK: &str =
+    "\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+
+/// Optional free text: at most `max` characters as sent (what `maxLength` counts), kept
+/// trimmed; blank means none.
+pub fn optional_text(
+    field: &str,
+    text: Option<String>,
+    max: usize,
+) -> Result<Option<String>, FieldError> {
+    match text {
+        Some(text) if text.chars().count() > max => Err(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        )),
+        text => Ok(text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())),
+    }
+}
+
+/// Required free text: 1-`max` characters as sent, not all [`BLANK`]; kept trimmed.
+pub fn required_text(field: &str, text: &str, max: usize) -> Result<String, FieldError> {
+    if text.chars().count() > max || text.trim().is_empty() {
+        return Err(FieldError::new(
+            field,
+            format!("must be 1-{max} characters, not all blank"),
+        ));
+    }
+    Ok(text.trim().to_owned())
+}
+
 /// A string's shape: one regular expression that is both the OpenAPI `pattern` and the
 /// server's check, so the document cannot promise more or less than the server takes.
 pub struct Shape {
@@ -93,19 +128,29 @@ impl Shape {
     pub fn admits(&self, raw: &str) -> bool {
         self.regex.is_match(raw)
     }
+
+    /// The OpenAPI schema of a string of this shape; callers add the rest.
+    pub fn schema(&self) -> utoipa::openapi::schema::ObjectBuilder {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(self.pattern()))
+    }
 }
 
 /// A real day of the business calendar, `YYYY-MM-DD` (a pattern fragment): months of
 /// their length, 29 February in leap years (every fourth year from 2000 to 2099).
 pub const DAY: &str = "(20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|20[0-9]{2}-(0[13-9]|1[0-2])-(29|30)|20[0-9]{2}-(0[13578]|1[02])-31|20([02468][048]|[13579][26])-02-29)";
 
+/// `HH:MM` of a day (a pattern fragment), also a UTC offset's spelling.
+pub const HOUR_MINUTE: &str = "([01][0-9]|2[0-3]):[0-5][0-9]";
+
+/// `:SS[.fraction]` (a pattern fragment).
+pub const SECONDS: &str = ":[0-5][0-9](\\.[0-9]{1,9})?";
+
 /// A store-local date and time, `YYYY-MM-DDTHH:MM:SS[.fraction]`. No JSON Schema
 /// `format` says "without an offset".
-pub static LOCAL: LazyLock<Shape> = LazyLock::new(|| {
-    Shape::new(format!(
-        "^{DAY}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{{1,9}})?$"
-    ))
-});
+pub static LOCAL: LazyLock<Shape> =
+    LazyLock::new(|| Shape::new(format!("^{DAY}T{HOUR_MINUTE}{SECONDS}$")));
 
 /// A store-local date and time as [`LOCAL`] spells it.
 fn local(raw: &str) -> Result<NaiveDateTime, String> {
@@ -122,7 +167,7 @@ fn local(raw: &str) -> Result<NaiveDateTime, String> {
 
 /// `deserialize_with` for an optional store-local date and time.
 pub fn optional_local<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDateTime>, D::Error> {
-    Option::<std::borrow::Cow<'de, str>>::deserialize(d)?
+    Option::<String>::deserialize(d)?
         .map(|raw| local(&raw))
         .transpose()
         .map_err(D::Error::custom)
@@ -130,10 +175,10 @@ pub fn optional_local<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDat
 
 /// `schema_with` for an optional store-local date and time.
 pub fn local_schema() -> utoipa::openapi::schema::Object {
-    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
-    ObjectBuilder::new()
+    use utoipa::openapi::schema::{SchemaType, Type};
+    LOCAL
+        .schema()
         .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-        .pattern(Some(LOCAL.pattern()))
         .examples(["2026-12-01T18:00:00"])
         .build()
 }
@@ -348,6 +393,58 @@ mod tests {
             r#"{"n": "5"}"#,
         ] {
             assert!(read(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn blank_is_what_trim_removes() {
+        let blank = Regex::new(&format!("^[{BLANK}]$")).expect("class");
+        for c in (0..=0x10_ffff).filter_map(char::from_u32) {
+            assert_eq!(
+                blank.is_match(c.encode_utf8(&mut [0; 4])),
+                c.is_whitespace(),
+                "{c:?}"
+            );
+        }
+        assert_eq!(required_text("t", " \u{85}\u{3000} ", 5).ok(), None);
+        assert_eq!(
+            required_text("t", "\u{feff}", 5).ok().as_deref(),
+            Some("\u{feff}")
+        );
+        assert_eq!(required_text("t", " abc ", 5).ok().as_deref(), Some("abc"));
+        assert_eq!(optional_text("t", Some(" \t ".into()), 3).ok(), Some(None));
+        assert!(optional_text("t", Some("abcd".into()), 3).is_err());
+    }
+
+    /// Regular-expression dialects agree on the documented patterns only when they avoid
+    /// the shorthand classes, whose sets differ between ECMAScript, Python and Rust.
+    #[test]
+    fn documented_patterns_spell_their_classes_out() {
+        fn patterns(value: &serde_json::Value, found: &mut Vec<String>) {
+            match value {
+                serde_json::Value::Object(fields) => {
+                    for (key, item) in fields {
+                        match item.as_str() {
+                            Some(pattern) if key == "pattern" => found.push(pattern.to_owned()),
+                            _ => patterns(item, found),
+                        }
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|i| patterns(i, found)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        patterns(&crate::http::openapi(), &mut found);
+        assert!(found.len() > 20, "{found:?}");
+        for pattern in found {
+            assert!(Regex::new(&pattern).is_ok(), "{pattern}");
+            for shorthand in ["\\s", "\\S", "\\d", "\\D", "\\w", "\\W", "\\b"] {
+                assert!(!pattern.contains(shorthand), "{pattern}");
+            }
+            if pattern.contains("u0085") {
+                assert!(pattern.contains(BLANK), "{pattern}");
+            }
         }
     }
 }

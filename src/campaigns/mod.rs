@@ -59,26 +59,24 @@ pub struct Target {
 const MAX_REGIONS: usize = 100;
 const MAX_STORE_CODES: usize = 100_000;
 
-/// The ways of naming stores; a target uses exactly one (lists count when non-empty).
-const TARGET_WAYS: [&str; 4] = ["all", "regions", "formats", "store_codes"];
-
 impl Target {
-    fn names_with(&self, way: &str) -> bool {
-        match way {
-            "all" => self.all == Some(true),
-            "regions" => self.regions.as_ref().is_some_and(|r| !r.is_empty()),
-            "formats" => self.formats.as_ref().is_some_and(|f| !f.is_empty()),
-            _ => self.store_codes.as_ref().is_some_and(|c| !c.is_empty()),
-        }
+    /// The ways of naming stores, and whether this target uses each; it must use
+    /// exactly one (a list counts when non-empty).
+    fn ways(&self) -> [(&'static str, bool); 4] {
+        let listed = |len: Option<usize>| len.is_some_and(|len| len > 0);
+        [
+            ("all", self.all == Some(true)),
+            ("regions", listed(self.regions.as_ref().map(Vec::len))),
+            ("formats", listed(self.formats.as_ref().map(Vec::len))),
+            (
+                "store_codes",
+                listed(self.store_codes.as_ref().map(Vec::len)),
+            ),
+        ]
     }
 
     pub fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
-        if TARGET_WAYS
-            .iter()
-            .filter(|way| self.names_with(way))
-            .count()
-            != 1
-        {
+        if self.ways().iter().filter(|(_, used)| *used).count() != 1 {
             errors.push(FieldError::new(
                 field,
                 "name exactly one of all: true, regions, formats or store_codes (non-empty)",
@@ -100,25 +98,26 @@ impl Target {
 
 impl CrossFieldRules for Target {
     fn cross_field_rules() -> Vec<serde_json::Value> {
+        let ways = Target::default().ways().map(|(way, _)| way);
+        // `all` is a flag; the other ways are lists, unnamed when absent, null or empty.
         let named = |way: &str| match way {
             "all" => json!({ "const": true }),
             _ => json!({ "type": "array", "minItems": 1 }),
         };
         let unnamed = |way: &str| match way {
             "all" => json!({ "not": { "const": true } }),
-            // Absent, null or empty.
             _ => json!({ "maxItems": 0 }),
         };
-        let branches = TARGET_WAYS.map(|way| {
-            let properties: serde_json::Map<_, _> = TARGET_WAYS
+        let branches = ways.map(|way| {
+            let properties: serde_json::Map<_, _> = ways
                 .iter()
-                .map(|other| {
-                    let rule = if *other == way {
+                .map(|&other| {
+                    let rule = if other == way {
                         named(other)
                     } else {
                         unnamed(other)
                     };
-                    ((*other).to_owned(), rule)
+                    (other.to_owned(), rule)
                 })
                 .collect();
             json!({ "required": [way], "properties": properties })
@@ -135,4 +134,17 @@ pub fn schema_rules(document: &mut serde_json::Value) {
 
 pub fn register_handlers(registry: &mut Registry) {
     registry.subscribe::<CampaignCreated>("campaigns", Arc::new(fanout::FanOut));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_states_the_target_limits() {
+        let document = crate::http::openapi();
+        let target = &document["components"]["schemas"]["Target"]["properties"];
+        assert_eq!(target["regions"]["maxItems"], MAX_REGIONS);
+        assert_eq!(target["store_codes"]["maxItems"], MAX_STORE_CODES);
+    }
 }

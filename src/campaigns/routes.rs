@@ -39,7 +39,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewCampaign {
     /// Required unless `template_id` gives one.
-    #[schema(max_length = 200, pattern = "^[^\\x00]*[^\\x00\\s][^\\x00]*$")]
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\x00]*[^\\x00\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\x00]*$"
+    )]
     pub title: Option<String>,
     #[schema(pattern = "^[^\\x00]*$")]
     pub description: Option<String>,

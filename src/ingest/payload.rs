@@ -368,18 +368,14 @@ impl PriceLine<'_> {
 /// When a price batch applies: a store-local time, minutes or seconds (and a
 /// fraction), or an RFC 3339 instant with seconds and an offset (`Z` or `±HH:MM`).
 static EFFECTIVE: LazyLock<Shape> = LazyLock::new(|| {
+    use crate::input::{DAY, HOUR_MINUTE, SECONDS};
     Shape::new(format!(
-        "^{DAY}T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{{1,9}})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?$",
-        DAY = crate::input::DAY
+        "^{DAY}T{HOUR_MINUTE}({SECONDS}(Z|[+-]{HOUR_MINUTE})?)?$"
     ))
 });
 
 fn effective_at_schema() -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .pattern(Some(EFFECTIVE.pattern()))
-        .examples(["2026-12-01T06:00:00"])
-        .build()
+    EFFECTIVE.schema().examples(["2026-12-01T06:00:00"]).build()
 }
 
 /// [`EFFECTIVE`]'s spellings; `None` for anything else.

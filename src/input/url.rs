@@ -2,7 +2,9 @@
 //! ASCII (punycode for international domain names), a DNS name, a dotted IPv4 address
 //! or an RFC 3986 IPv6 literal, an optional port, then visible ASCII. The OpenAPI
 //! `pattern` and the server's check are the same regular expression ([`Shape`]); what
-//! the expression admits, the URL parser also takes.
+//! the expression admits, the URL parser also takes, but for one thing no regular
+//! expression can check: a label spelled `xn--…` must be valid punycode. The server
+//! parses the URL after matching it, and the document's description says so.
 
 use std::sync::LazyLock;
 
@@ -44,22 +46,26 @@ impl UrlShape {
         Self(Shape::new(pattern))
     }
 
-    /// The OpenAPI `pattern`.
-    pub fn pattern(&self) -> &str {
-        self.0.pattern()
-    }
-
     /// Whether a URL as sent has this shape and length.
     pub fn admits(&self, raw: &str) -> bool {
         raw.len() <= MAX_URL_CHARS && self.0.admits(raw)
     }
 
+    /// A URL as sent, when it has this shape and parses.
+    pub fn parse(&self, raw: &str) -> Option<reqwest::Url> {
+        self.admits(raw)
+            .then(|| reqwest::Url::parse(raw).ok())
+            .flatten()
+    }
+
     /// The OpenAPI schema of a field holding such a URL.
     pub fn schema(&self) -> utoipa::openapi::schema::Object {
-        utoipa::openapi::schema::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
+        self.0
+            .schema()
             .max_length(Some(MAX_URL_CHARS))
-            .pattern(Some(self.pattern()))
+            .description(Some(
+                "Labels spelled `xn--…` must be valid punycode (IDNA); no pattern can say so.",
+            ))
             .build()
     }
 }
@@ -134,6 +140,10 @@ mod tests {
             assert!(!WEBHOOK.admits(raw), "{raw}");
         }
         assert!(!WEBHOOK.admits(&format!("https://h.example/{}", "a".repeat(2_040))));
+        // Punycode the pattern cannot check: the parse after it refuses.
+        assert!(WEBHOOK.admits("https://xn--a.example/"));
+        assert!(WEBHOOK.parse("https://xn--a.example/").is_none());
+        assert!(WEBHOOK.parse("https://xn--bcher-kva.example/").is_some());
         assert!(EVIDENCE.admits("https://cdn.example/p.jpg#page=2"));
         assert!(!EVIDENCE.admits("http://cdn.example/p.jpg"));
     }

@@ -448,20 +448,7 @@ async fn add_closure(
     Json(body): Json<NewClosure>,
 ) -> Result<(StatusCode, Json<ClosureDto>), ApiError> {
     principal.ensure_manages_store()?;
-    if body
-        .reason
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > 500)
-    {
-        return Err(ApiError::validation(
-            "reason",
-            "must be at most 500 characters",
-        ));
-    }
-    let reason = body
-        .reason
-        .map(|r| r.trim().to_owned())
-        .filter(|r| !r.is_empty());
+    let reason = crate::input::optional_text("reason", body.reason, 500)?;
     let today = local_today(&store.time_zone);
     if body.date < today {
         return Err(ApiError::validation(

@@ -153,7 +153,10 @@ pub struct TaskListQuery {
 #[serde(deny_unknown_fields)]
 pub struct NewTaskBody {
     /// Required unless `template_id` gives one; 1-200 characters, not all blank.
-    #[schema(max_length = 200, pattern = "^[^\\x00]*[^\\x00\\s][^\\x00]*$")]
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\x00]*[^\\x00\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\x00]*$"
+    )]
     pub title: Option<String>,
     #[schema(max_length = 4000, pattern = "^[^\\x00]*$")]
     pub description: Option<String>,
@@ -332,6 +335,9 @@ pub struct TaskItemsQuery {
 #[serde(deny_unknown_fields)]
 pub struct NewComment {
     /// 1-2,000 characters, not all blank.
-    #[schema(max_length = 2000, pattern = "^[^\\x00]*[^\\x00\\s][^\\x00]*$")]
+    #[schema(
+        max_length = 2000,
+        pattern = "^[^\\x00]*[^\\x00\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\x00]*$"
+    )]
     pub body: String,
 }

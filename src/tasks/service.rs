@@ -249,20 +249,7 @@ impl TransitionRequest {
 
     /// redo, cancel: an optional reason.
     pub fn with_reason(action: Action, body: ReasonBody) -> Result<Self, ApiError> {
-        if body
-            .reason
-            .as_ref()
-            .is_some_and(|r| r.chars().count() > 500)
-        {
-            return Err(ApiError::validation(
-                "reason",
-                "must be at most 500 characters",
-            ));
-        }
-        let reason = body
-            .reason
-            .map(|r| r.trim().to_owned())
-            .filter(|r| !r.is_empty());
+        let reason = crate::input::optional_text("reason", body.reason, 500)?;
         Ok(Self {
             detail: serde_json::json!({ "reason": reason }),
             ..Self::plain(action)
@@ -427,13 +414,7 @@ pub async fn comment(
     id: TaskId,
     body: &str,
 ) -> Result<TaskEventDto, ApiError> {
-    if body.chars().count() > 2000 || body.trim().is_empty() {
-        return Err(ApiError::validation(
-            "body",
-            "must be 1-2000 characters, not all blank",
-        ));
-    }
-    let body = body.trim();
+    let body = crate::input::required_text("body", body, 2000)?;
     let mut tx = crate::db::begin(db).await?;
     let task = readable_task(&mut tx, principal, id, false).await?;
     let data = serde_json::json!({ "body": body });

@@ -35,7 +35,10 @@ pub struct ChecklistItem {
     /// Stable key answers refer to.
     #[schema(pattern = "^[a-z0-9_]{1,64}$")]
     pub key: String,
-    #[schema(max_length = 200, pattern = "^[^\\x00]*[^\\x00\\s][^\\x00]*$")]
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\x00]*[^\\x00\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\x00]*$"
+    )]
     pub label: String,
     #[serde(rename = "type")]
     pub item_type: ItemType,
@@ -70,7 +73,7 @@ const MAX_EVIDENCE_BYTES: u64 = 1 << 30;
 
 impl EvidenceRef {
     pub fn validate(&self, field: &str, errors: &mut Vec<FieldError>) {
-        if !crate::input::url::EVIDENCE.admits(&self.url) {
+        if crate::input::url::EVIDENCE.parse(&self.url).is_none() {
             errors.push(FieldError::new(
                 format!("{field}.url"),
                 "must be an https URL in ASCII of at most 2048 characters",
@@ -115,14 +118,17 @@ pub async fn template_and_title(
         None => None,
     };
     let title = match (title, &template) {
-        (Some(title), _) if title.chars().count() <= 200 && !title.trim().is_empty() => {
-            title.trim().to_owned()
+        (Some(title), _) => {
+            crate::input::required_text("title", title, 200).unwrap_or_else(|error| {
+                errors.push(error);
+                String::new()
+            })
         }
         (None, Some(template)) => template.title.clone(),
-        _ => {
+        (None, None) => {
             errors.push(FieldError::new(
                 "title",
-                "is required (1-200 characters, not all blank) unless a template gives one",
+                "is required unless a template gives one",
             ));
             String::new()
         }
@@ -153,11 +159,10 @@ pub fn validate_checklist(items: &[ChecklistItem], field: &str, errors: &mut Vec
                 "duplicates an earlier key",
             ));
         }
-        if !(1..=200).contains(&item.label.chars().count()) {
-            errors.push(FieldError::new(
-                format!("{field}[{i}].label"),
-                "must be 1-200 characters",
-            ));
+        if let Err(error) =
+            crate::input::required_text(&format!("{field}[{i}].label"), &item.label, 200)
+        {
+            errors.push(error);
         }
     }
 }

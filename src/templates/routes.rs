@@ -29,7 +29,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
     /// 1-200 characters, not all blank.
-    #[schema(max_length = 200, pattern = "^[^\\x00]*[^\\x00\\s][^\\x00]*$")]
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\x00]*[^\\x00\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\x00]*$"
+    )]
     pub title: String,
     #[schema(max_length = 4000, pattern = "^[^\\x00]*$")]
     pub description: Option<String>,
@@ -54,7 +57,10 @@ pub struct NewTemplate {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplatePatch {
-    #[schema(max_length = 200, pattern = "^[^\\x00]*[^\\x00\\s][^\\x00]*$")]
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\x00]*[^\\x00\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\x00]*$"
+    )]
     pub title: Option<String>,
     #[schema(max_length = 4000, pattern = "^[^\\x00]*$")]
     pub description: Option<String>,
@@ -116,16 +122,24 @@ impl TryFrom<repo::TemplateVersionRow> for TemplateDto {
     }
 }
 
+/// Which of a version's structured fields the request sent. One kept from the latest
+/// version was checked when it was stored, perhaps under looser rules, and must not make
+/// a change of something else fail.
+struct Sent {
+    checklist: bool,
+    recurrence: bool,
+}
+
 /// Checks a version's fields as sent; the title is kept trimmed.
-fn validate(mut fields: repo::VersionFieldsOwned) -> Result<repo::VersionFieldsOwned, ApiError> {
+fn validate(
+    mut fields: repo::VersionFieldsOwned,
+    sent: Sent,
+) -> Result<repo::VersionFieldsOwned, ApiError> {
     let mut errors = Vec::new();
-    if fields.title.chars().count() > 200 || fields.title.trim().is_empty() {
-        errors.push(FieldError::new(
-            "title",
-            "must be 1-200 characters, not all blank",
-        ));
+    match crate::input::required_text("title", &fields.title, 200) {
+        Ok(title) => fields.title = title,
+        Err(error) => errors.push(error),
     }
-    fields.title = fields.title.trim().to_owned();
     if fields
         .description
         .as_ref()
@@ -136,8 +150,10 @@ fn validate(mut fields: repo::VersionFieldsOwned) -> Result<repo::VersionFieldsO
             "must be at most 4000 characters",
         ));
     }
-    validate_checklist(&fields.checklist, "checklist", &mut errors);
-    if let Some(recurrence) = &fields.recurrence {
+    if sent.checklist {
+        validate_checklist(&fields.checklist, "checklist", &mut errors);
+    }
+    if let Some(recurrence) = fields.recurrence.as_ref().filter(|_| sent.recurrence) {
         recurrence.validate("recurrence", &mut errors);
     }
     if fields
@@ -214,7 +230,13 @@ async fn create_template(
         estimated_minutes: body.estimated_minutes,
         due_window_minutes: body.due_window_minutes.unwrap_or(1440),
     };
-    let fields = validate(fields)?;
+    let fields = validate(
+        fields,
+        Sent {
+            checklist: true,
+            recurrence: true,
+        },
+    )?;
     let row = repo::create(&db, &fields.borrowed(), &principal.subject).await?;
     Ok((StatusCode::CREATED, Json(row.try_into()?)))
 }
@@ -275,6 +297,10 @@ async fn patch_template(
         &db,
         id,
         |latest| {
+            let sent = Sent {
+                checklist: patch.checklist.is_some(),
+                recurrence: patch.recurrence.is_some(),
+            };
             let fields = repo::VersionFieldsOwned {
                 recurrence: match patch.recurrence {
                     Some(change) => change,
@@ -294,7 +320,7 @@ async fn patch_template(
                     .due_window_minutes
                     .unwrap_or(latest.due_window_minutes),
             };
-            validate(fields)
+            validate(fields, sent)
         },
         &principal.subject,
     )

@@ -181,23 +181,14 @@ async fn create_webhook(
         Some(secret) => secret,
         None => generate_secret(),
     };
-    if body
-        .description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > 500)
-    {
-        errors.push(FieldError::new(
-            "description",
-            "must be at most 500 characters",
-        ));
-    }
+    let description = crate::input::optional_text("description", body.description, 500)
+        .unwrap_or_else(|error| {
+            errors.push(error);
+            None
+        });
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let description = body
-        .description
-        .map(|d| d.trim().to_owned())
-        .filter(|d| !d.is_empty());
     let row = repo::insert(
         &db,
         &repo::NewWebhook {

@@ -10,13 +10,12 @@ use crate::input::url::{MAX_URL_CHARS, WEBHOOK};
 
 /// Parses a target URL of the documented shape ([`crate::input::url::WEBHOOK`]).
 pub fn parse(raw: &str) -> Result<Url, String> {
-    if !WEBHOOK.admits(raw) {
-        return Err(format!(
-            "must be an http(s) URL of at most {MAX_URL_CHARS} ASCII characters (punycode for \
-             international domain names), without credentials or fragment"
-        ));
-    }
-    Url::parse(raw).map_err(|e| format!("is not a URL: {e}"))
+    WEBHOOK.parse(raw).ok_or_else(|| {
+        format!(
+            "must be an http(s) URL of at most {MAX_URL_CHARS} ASCII characters (valid \
+             punycode for international domain names), without credentials or fragment"
+        )
+    })
 }
 
 /// Whether an address is outside the public internet.

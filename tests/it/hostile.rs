@@ -516,6 +516,11 @@ async fn objects_field_rules_and_url_shapes_are_enforced_as_documented() {
             "items[0].new_price"),
         // Evidence and webhook URLs have the documented shape.
         (&complete, &hq, r#"{"evidence": [{"url": "https://a_b.example/p.jpg"}]}"#.to_owned(), "evidence[0].url"),
+        // The one rule no pattern states (and the document's description does).
+        (&complete, &hq, r#"{"evidence": [{"url": "https://xn--a.example/p.jpg"}]}"#.to_owned(), "evidence[0].url"),
+        // Blank is what trim removes, U+0085 included (the pattern spells the set out).
+        (&tasks, &hq, r#"{"title": " \u0085\u3000"}"#.to_owned(), "title"),
+        (templates, &hq, r#"{"title": "t", "checklist": [{"key": "a", "label": "\u2028", "type": "check"}]}"#.to_owned(), "checklist[0].label"),
     ];
     // Exactly one way of naming stores, in a campaign and in a schedule alike.
     for target in [
@@ -538,6 +543,7 @@ async fn objects_field_rules_and_url_shapes_are_enforced_as_documented() {
         "https://a_b.example/",
         "https://01.2.3.4/",
         "https://h.example/#x",
+        "https://xn--a.example/",
     ] {
         refusals.push(("/api/v1/webhooks", &hq, webhook(url), "url"));
     }
@@ -613,13 +619,56 @@ async fn objects_field_rules_and_url_shapes_are_enforced_as_documented() {
         }
     }
 
-    // The document states the same: one pattern, and the rules between fields.
+    // A title of U+FEFF is not blank to trim, nor to the documented pattern.
+    let (status, answer) = send(&app, Method::POST, &tasks, &hq, r#"{"title": "\ufeff"}"#).await;
+    assert_eq!(status, 201, "{answer}");
+
+    // A template stored under looser rules still takes a change of something else;
+    // what the change sends is checked.
+    let (status, template) = send(
+        &app,
+        Method::POST,
+        templates,
+        &hq,
+        &schedule(r#""frequency": "daily", "target": {"all": true}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{template}");
+    let template_id = template["id"].as_str().expect("id");
+    sqlx::query(
+        r#"UPDATE task_template_versions
+           SET recurrence = jsonb_set(recurrence, '{target}', '{}'),
+               checklist = '[{"key": "a", "label": " ", "type": "check"}]'
+           WHERE template_id = $1::uuid"#,
+    )
+    .bind(template_id)
+    .execute(&app.db)
+    .await
+    .expect("loosen the stored version");
+    let template = format!("{templates}/{template_id}");
+    let (status, answer) = send(
+        &app,
+        Method::PATCH,
+        &template,
+        &hq,
+        r#"{"title": "renamed"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["title"], "renamed");
+    refused(
+        &app,
+        Method::PATCH,
+        &template,
+        &hq,
+        r#"{"recurrence": {"at": "08:00", "frequency": "daily", "target": {}}}"#,
+        "recurrence.target",
+    )
+    .await;
+
+    // The document states the rules between fields.
     let (_, document) = send(&app, Method::GET, "/openapi.json", &hq, "").await;
     let schemas = &document["components"]["schemas"];
-    let url = storeops::input::url::WEBHOOK.pattern();
-    assert_eq!(schemas["NewWebhook"]["properties"]["url"]["pattern"], url);
-    let url = storeops::input::url::EVIDENCE.pattern();
-    assert_eq!(schemas["EvidenceRef"]["properties"]["url"]["pattern"], url);
     let rules = |name: &str| schemas[name]["allOf"].as_array().map(Vec::len);
     assert_eq!(
         schemas["Target"]["allOf"][0]["oneOf"]
