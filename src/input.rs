@@ -40,9 +40,37 @@ pub fn within_reach(at: &DateTime<Utc>) -> bool {
 
 /// An RFC 3339 instant as sent, checked by the year it was written in, in UTC.
 pub fn written_rfc3339(raw: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(raw)
-        .ok()
-        .and_then(|at| written_instant(at).ok())
+    rfc3339(raw).ok().and_then(|at| written_instant(at).ok())
+}
+
+/// An instant as JSON Schema's `format: date-time` spells it (RFC 3339 §5.6): chrono's
+/// parser also takes a space for the `T` and U+2212 for the offset's minus, and serde's
+/// reader unpadded fields and `UTC`, which the document does not admit.
+fn rfc3339(raw: &str) -> Result<DateTime<FixedOffset>, String> {
+    let shape = || {
+        "must be an RFC 3339 date-time, YYYY-MM-DDTHH:MM:SS[.fraction] and Z or ±HH:MM".to_owned()
+    };
+    if !raw.is_ascii() || !matches!(raw.as_bytes().get(10), Some(b'T' | b't')) {
+        return Err(shape());
+    }
+    DateTime::parse_from_rfc3339(raw).map_err(|_| shape())
+}
+
+/// A day as JSON Schema's `format: date` spells it, `YYYY-MM-DD` (serde's reader also
+/// takes unpadded fields and spaces).
+fn full_date(raw: &str) -> Result<NaiveDate, String> {
+    let shape = || "must be a day, YYYY-MM-DD".to_owned();
+    let digits_at =
+        |range: std::ops::Range<usize>| raw.as_bytes()[range].iter().all(u8::is_ascii_digit);
+    if raw.len() != 10
+        || !raw.is_ascii()
+        || raw.as_bytes()[4] != b'-'
+        || raw.as_bytes()[7] != b'-'
+        || !(digits_at(0..4) && digits_at(5..7) && digits_at(8..10))
+    {
+        return Err(shape());
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| shape())
 }
 
 /// A day in the business calendar.
@@ -58,17 +86,21 @@ fn written_instant(at: DateTime<FixedOffset>) -> Result<DateTime<Utc>, String> {
     Ok(at.with_timezone(&Utc))
 }
 
+fn calendar_instant(raw: &str) -> Result<DateTime<Utc>, String> {
+    written_instant(rfc3339(raw)?)
+}
+
 /// `deserialize_with` for an instant field.
 pub fn instant<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-    written_instant(DateTime::<FixedOffset>::deserialize(d)?).map_err(D::Error::custom)
+    calendar_instant(&String::deserialize(d)?).map_err(D::Error::custom)
 }
 
 /// `deserialize_with` for an optional instant field (with `#[serde(default)]`).
 pub fn optional_instant<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<DateTime<Utc>>, D::Error> {
-    Option::<DateTime<FixedOffset>>::deserialize(d)?
-        .map(written_instant)
+    Option::<String>::deserialize(d)?
+        .map(|raw| calendar_instant(&raw))
         .transpose()
         .map_err(D::Error::custom)
 }
@@ -183,17 +215,21 @@ pub fn local_schema() -> utoipa::openapi::schema::Object {
         .build()
 }
 
+fn calendar_day(raw: &str) -> Result<NaiveDate, String> {
+    let day = full_date(raw)?;
+    check_day(&day)?;
+    Ok(day)
+}
+
 /// `deserialize_with` for a day field.
 pub fn day<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
-    let day = NaiveDate::deserialize(d)?;
-    check_day(&day).map_err(D::Error::custom)?;
-    Ok(day)
+    calendar_day(&String::deserialize(d)?).map_err(D::Error::custom)
 }
 
 /// `deserialize_with` for an optional day field (with `#[serde(default)]`).
 pub fn optional_day<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
-    Option::<NaiveDate>::deserialize(d)?
-        .map(|day| check_day(&day).map(|()| day))
+    Option::<String>::deserialize(d)?
+        .map(|raw| calendar_day(&raw))
         .transpose()
         .map_err(D::Error::custom)
 }
@@ -342,6 +378,48 @@ mod tests {
         assert!(day("2026-12-24").is_ok());
         assert!(day("-262143-01-01").is_err());
         assert!(day("0000-01-01").is_err());
+    }
+
+    /// Only what `format: date-time` and `format: date` admit; serde's chrono readers
+    /// take more.
+    #[test]
+    fn instants_and_days_have_the_documented_spelling() {
+        let read = |s: &str| instant(serde_json::Value::String(s.to_owned()));
+        for ok in [
+            "2026-12-02T10:00:00Z",
+            "2026-12-02t10:00:00z",
+            "2026-12-02T10:00:00.123456789+05:30",
+            "2026-12-02T10:00:00-00:00",
+        ] {
+            assert!(read(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "2026-12-02 10:00:00Z",
+            "2026-12-2T10:00:00Z",
+            "2026-12-02T1:00:00Z",
+            "2026-12-02T10:00:00UTC",
+            "2026-12-02T10:00:00 +02:00",
+            "2026-12-02T10:00:00+0200",
+            "2026-12-02T10:00:00\u{2212}02:00",
+            "2026-12-02T10:00Z",
+            "2026-12-02T10:00:00",
+            "2026-02-30T10:00:00Z",
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+        let day = |s: &str| super::day(serde_json::Value::String(s.to_owned()));
+        for bad in [
+            "2026-12-2",
+            "2026-1-02",
+            "2026-12-02 ",
+            " 2026-12-02",
+            "2026 -12-02",
+            "2026-02-30",
+            "２026-12-02",
+        ] {
+            assert!(day(bad).is_err(), "{bad}");
+        }
+        assert!(day("2028-02-29").is_ok());
     }
 
     #[test]

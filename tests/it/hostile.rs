@@ -462,6 +462,7 @@ async fn objects_field_rules_and_url_shapes_are_enforced_as_documented() {
     let hq = token(Role::Hq, None, None);
     let integration = token(Role::Integration, None, None);
     let tasks = format!("/api/v1/stores/{}/tasks", store.id);
+    let closures = format!("/api/v1/stores/{}/closures", store.id);
     let (_, task) = send(&app, Method::POST, &tasks, &hq, r#"{"title": "t"}"#).await;
     let complete = format!(
         "/api/v1/tasks/{}/complete",
@@ -521,6 +522,11 @@ async fn objects_field_rules_and_url_shapes_are_enforced_as_documented() {
         // Blank is what trim removes, U+0085 included (the pattern spells the set out).
         (&tasks, &hq, r#"{"title": " \u0085\u3000"}"#.to_owned(), "title"),
         (templates, &hq, r#"{"title": "t", "checklist": [{"key": "a", "label": "\u2028", "type": "check"}]}"#.to_owned(), "checklist[0].label"),
+        // Instants and days as `format: date-time` and `format: date` spell them.
+        (&tasks, &hq, r#"{"title": "t", "due_at": "2030-01-01 10:00:00Z"}"#.to_owned(), "due_at"),
+        (&tasks, &hq, r#"{"title": "t", "due_at": "2030-1-1T10:00:00Z"}"#.to_owned(), "due_at"),
+        (campaigns, &hq, campaign(r#"{"all": true}"#, "").replace(due, "2030-01-01T10:00:00UTC"), "due_at"),
+        (&closures, &hq, r#"{"date": "2030-1-01"}"#.to_owned(), "date"),
     ];
     // Exactly one way of naming stores, in a campaign and in a schedule alike.
     for target in [
