@@ -2,14 +2,35 @@
 //! expected, and an enum stored as text is read and written as its type. All ids that
 //! cross the wire are UUID v7 (time-ordered, so they index well).
 
-/// Declares a UUID newtype that serialises, binds to SQL and documents as a plain UUID.
+/// A UUID as JSON Schema's `format: uuid` spells it (RFC 9562: 36 characters, hyphens
+/// at 8-4-4-4-12). `Uuid::parse_str` also takes the simple, braced and URN forms.
+pub fn hyphenated_uuid(raw: &str) -> Result<uuid::Uuid, String> {
+    uuid::Uuid::try_parse(raw)
+        .ok()
+        .filter(|_| raw.len() == 36)
+        .ok_or_else(|| "must be a UUID, xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx".to_owned())
+}
+
+/// `deserialize_with` for an optional plain UUID (with `#[serde(default)]`).
+pub fn optional_uuid<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<uuid::Uuid>, D::Error> {
+    use serde::Deserialize as _;
+    Option::<String>::deserialize(d)?
+        .map(|raw| hyphenated_uuid(&raw))
+        .transpose()
+        .map_err(serde::de::Error::custom)
+}
+
+/// Declares a UUID newtype that serialises, binds to SQL and documents as a plain UUID,
+/// and reads only the spelling the document states ([`hyphenated_uuid`]).
 #[macro_export]
 macro_rules! uuid_id {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
-            serde::Serialize, serde::Deserialize, sqlx::Type, utoipa::ToSchema,
+            serde::Serialize, sqlx::Type, utoipa::ToSchema,
         )]
         #[serde(transparent)]
         #[sqlx(transparent)]
@@ -30,10 +51,17 @@ macro_rules! uuid_id {
         }
 
         impl std::str::FromStr for $name {
-            type Err = uuid::Error;
+            type Err = String;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                uuid::Uuid::parse_str(s).map(Self)
+                $crate::ids::hyphenated_uuid(s).map(Self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = <String as serde::Deserialize>::deserialize(d)?;
+                raw.parse().map_err(serde::de::Error::custom)
             }
         }
     };

@@ -136,6 +136,8 @@ pub struct TaskListQuery {
     )]
     pub status: Option<String>,
     /// Staff id of the assignee.
+    #[serde(default, deserialize_with = "crate::ids::optional_uuid")]
+    #[param(value_type = Option<String>, format = Uuid)]
     pub assignee: Option<Uuid>,
     #[param(value_type = Option<TaskKind>)]
     pub kind: Option<String>,

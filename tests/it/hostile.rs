@@ -625,6 +625,42 @@ async fn objects_field_rules_and_url_shapes_are_enforced_as_documented() {
         }
     }
 
+    // Ids as `format: uuid` spells them: not the simple, braced or URN forms.
+    let task_id = task["id"].as_str().expect("id");
+    let (status, _) = send(
+        &app,
+        Method::GET,
+        &format!("/api/v1/tasks/{task_id}"),
+        &hq,
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    for other in [
+        task_id.replace('-', ""),
+        format!("{{{task_id}}}"),
+        format!("urn:uuid:{task_id}"),
+    ] {
+        let (status, problem) = send(
+            &app,
+            Method::GET,
+            &format!("/api/v1/tasks/{other}"),
+            &hq,
+            "",
+        )
+        .await;
+        assert_eq!(status, 400, "{other}: {problem}");
+        let (status, problem) = send(
+            &app,
+            Method::GET,
+            &format!("{tasks}?assignee={other}"),
+            &hq,
+            "",
+        )
+        .await;
+        assert_eq!(status, 400, "{other}: {problem}");
+    }
+
     // A title of U+FEFF is not blank to trim, nor to the documented pattern.
     let (status, answer) = send(&app, Method::POST, &tasks, &hq, r#"{"title": "\ufeff"}"#).await;
     assert_eq!(status, 201, "{answer}");
