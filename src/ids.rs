@@ -11,17 +11,6 @@ pub fn hyphenated_uuid(raw: &str) -> Result<uuid::Uuid, String> {
         .ok_or_else(|| "must be a UUID, xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx".to_owned())
 }
 
-/// `deserialize_with` for an optional plain UUID (with `#[serde(default)]`).
-pub fn optional_uuid<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<uuid::Uuid>, D::Error> {
-    use serde::Deserialize as _;
-    Option::<String>::deserialize(d)?
-        .map(|raw| hyphenated_uuid(&raw))
-        .transpose()
-        .map_err(serde::de::Error::custom)
-}
-
 /// Declares a UUID newtype that serialises, binds to SQL and documents as a plain UUID,
 /// and reads only the spelling the document states ([`hyphenated_uuid`]).
 #[macro_export]

@@ -136,9 +136,8 @@ pub struct TaskListQuery {
     )]
     pub status: Option<String>,
     /// Staff id of the assignee.
-    #[serde(default, deserialize_with = "crate::ids::optional_uuid")]
     #[param(value_type = Option<String>, format = Uuid)]
-    pub assignee: Option<Uuid>,
+    pub assignee: Option<StaffId>,
     #[param(value_type = Option<TaskKind>)]
     pub kind: Option<String>,
     /// Only tasks due before this instant (RFC 3339, years 2000-2099).

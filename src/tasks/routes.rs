@@ -30,7 +30,7 @@ use crate::{
         extract::{Json, JsonBytes, Path, Query, parse_optional_json},
         pagination::{Page, PageRequest},
     },
-    stores::{ScopedStore, StaffId, StoreId},
+    stores::{ScopedStore, StoreId},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -120,7 +120,7 @@ async fn list_store_tasks(
     }
     let filter = ListFilter {
         statuses,
-        assignee: query.assignee.map(StaffId),
+        assignee: query.assignee,
         kind: query.kind,
         due_before: query.due_before,
     };

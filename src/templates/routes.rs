@@ -130,6 +130,14 @@ struct Sent {
     recurrence: bool,
 }
 
+impl Sent {
+    /// A new template sends everything.
+    const EVERYTHING: Self = Self {
+        checklist: true,
+        recurrence: true,
+    };
+}
+
 /// Checks a version's fields as sent; the title is kept trimmed.
 fn validate(
     mut fields: repo::VersionFieldsOwned,
@@ -230,13 +238,7 @@ async fn create_template(
         estimated_minutes: body.estimated_minutes,
         due_window_minutes: body.due_window_minutes.unwrap_or(1440),
     };
-    let fields = validate(
-        fields,
-        Sent {
-            checklist: true,
-            recurrence: true,
-        },
-    )?;
+    let fields = validate(fields, Sent::EVERYTHING)?;
     let row = repo::create(&db, &fields.borrowed(), &principal.subject).await?;
     Ok((StatusCode::CREATED, Json(row.try_into()?)))
 }
