@@ -8,8 +8,9 @@ use crate::{
     auth::{Claims, JwtSigner, Role},
     config::Config,
     db, events,
+    ids::StoreId,
     roles::{self, RoleSet, worker::WorkerOptions},
-    stores::{StoreId, seed},
+    seed,
 };
 
 #[derive(Debug, Parser)]

@@ -112,6 +112,83 @@ impl ConfigError {
     }
 }
 
+/// The broker side: topology names, retries, consumer and relay tuning.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// Prefix of every exchange and queue (`storeops` → `storeops.events`).
+    pub topology_prefix: String,
+    pub retry_delays: Vec<std::time::Duration>,
+    pub delivery_limit: u32,
+    pub message_timeout: std::time::Duration,
+    /// 0 = the worker's concurrency.
+    pub prefetch: u16,
+    pub run_relay: bool,
+    pub outbox_batch_size: i64,
+    pub outbox_poll_interval: std::time::Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub allow_private_networks: bool,
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    pub lease_ttl: Duration,
+    /// How often the overdue and expiry jobs look for work.
+    pub tick: Duration,
+    /// From the first overdue notice (store manager) to the second (regional manager).
+    pub escalation_delay: Duration,
+    /// Occurrences missed during downtime are created late only inside this window.
+    pub catch_up: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub tasks: Duration,
+    pub task_events: Duration,
+    pub outbox: Duration,
+    pub inbox: Duration,
+    pub idempotency_keys: Duration,
+    pub webhook_deliveries: Duration,
+    /// Raw integration requests (finished ones; their tasks stay).
+    pub ingests: Duration,
+    pub batch_size: i64,
+    pub pause: Duration,
+    /// The share of time pruning may keep the primary busy: after each batch it rests
+    /// at least long enough to stay under it (1–100).
+    pub duty_percent: u32,
+}
+
+/// Reporting reads (SPEC §7, §9): replica pools, lag limits, statistics refresh.
+#[derive(Debug, Clone)]
+pub struct ReportingConfig {
+    /// Metric label per replica, in DATABASE_REPLICA_URLS order.
+    pub replica_names: Vec<String>,
+    /// A replica further behind than this is skipped.
+    pub max_lag: std::time::Duration,
+    pub lag_check_interval: std::time::Duration,
+    /// Connections per reporting pool (each replica, and the primary as fallback).
+    pub pool_max: usize,
+    pub statement_timeout: std::time::Duration,
+    /// How often the scheduler folds task changes into the daily statistics.
+    pub stats_interval: std::time::Duration,
+}
+
+/// Worker settings of the ingest handlers.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Stores per `ingest.chunk` message (and per transaction).
+    pub chunk_stores: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self { chunk_stores: 40 }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     database_url: Option<ConnectionUrl>,
@@ -130,13 +207,14 @@ pub struct Config {
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
     pub ingest_body_limit_bytes: usize,
-    // Each module owns the type of its settings; this file parses them all.
-    pub events: crate::events::EventsConfig,
-    pub webhooks: crate::webhooks::WebhookConfig,
-    pub scheduler: crate::scheduler::SchedulerConfig,
-    pub retention: crate::maintenance::Retention,
-    pub reporting: crate::reporting::ReportingConfig,
-    pub ingest: crate::ingest::IngestOptions,
+    // The modules' settings: their types are here, below every module, so that
+    // configuration depends on nothing and every module may read it.
+    pub events: EventsConfig,
+    pub webhooks: WebhookConfig,
+    pub scheduler: SchedulerConfig,
+    pub retention: Retention,
+    pub reporting: ReportingConfig,
+    pub ingest: IngestOptions,
 }
 
 impl Config {
@@ -266,7 +344,7 @@ impl Config {
                 256 << 20,
                 1024..=1 << 30,
             )?,
-            events: crate::events::EventsConfig {
+            events: EventsConfig {
                 topology_prefix: env.topology_prefix()?,
                 retry_delays: env
                     .millis_list("WORKER_RETRY_DELAYS_MS", &[5_000, 30_000, 300_000])?,
@@ -281,11 +359,11 @@ impl Config {
                     10..=60_000,
                 )?),
             },
-            webhooks: crate::webhooks::WebhookConfig {
+            webhooks: WebhookConfig {
                 allow_private_networks: env.parse("WEBHOOK_ALLOW_PRIVATE_NETWORKS", false)?,
                 timeout: env.seconds("WEBHOOK_TIMEOUT_SECONDS", 10, 1..=120)?,
             },
-            scheduler: crate::scheduler::SchedulerConfig {
+            scheduler: SchedulerConfig {
                 lease_ttl: env.seconds("SCHEDULER_LEASE_TTL_SECONDS", 15, 3..=300)?,
                 tick: env.seconds("SCHEDULER_TICK_SECONDS", 30, 1..=3600)?,
                 escalation_delay: env.seconds(
@@ -295,7 +373,7 @@ impl Config {
                 )?,
                 catch_up: env.seconds("SCHEDULE_CATCH_UP_SECONDS", 6 * 3600, 0..=7 * 86_400)?,
             },
-            retention: crate::maintenance::Retention {
+            retention: Retention {
                 tasks: env.days("TASKS_RETENTION_DAYS", 400)?,
                 task_events: env.days("TASK_EVENTS_RETENTION_DAYS", 400)?,
                 outbox: env.seconds("OUTBOX_RETENTION_HOURS", 24, 1..=24 * 365)? * 3600,
@@ -310,7 +388,7 @@ impl Config {
                 // task list's p99 moved +8% on a 2-core host (docs/PERFORMANCE.md).
                 duty_percent: env.parse_in("PRUNE_DUTY_PERCENT", 1, 1..=100)?,
             },
-            reporting: crate::reporting::ReportingConfig {
+            reporting: ReportingConfig {
                 replica_names,
                 max_lag: env.seconds("REPLICA_MAX_LAG_SECONDS", 30, 1..=86_400)?,
                 lag_check_interval: Duration::from_millis(env.parse_in(
@@ -322,7 +400,7 @@ impl Config {
                 statement_timeout: env.seconds("REPORT_STATEMENT_TIMEOUT_SECONDS", 30, 1..=3600)?,
                 stats_interval: env.seconds("REPORT_STATS_INTERVAL_SECONDS", 60, 5..=86_400)?,
             },
-            ingest: crate::ingest::IngestOptions {
+            ingest: IngestOptions {
                 chunk_stores: env.parse_in("INGEST_CHUNK_STORES", 40, 1..=1000)?,
             },
         })

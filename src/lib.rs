@@ -19,6 +19,7 @@ pub mod reporting;
 pub mod roles;
 pub mod scheduler;
 pub mod schedules;
+pub mod seed;
 pub mod shutdown;
 pub mod stores;
 pub mod tasks;

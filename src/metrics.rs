@@ -125,8 +125,6 @@ pub fn init(role: &str) {
     LazyLock::force(&CLIENT_REQUESTS);
     LazyLock::force(&DB_POOL_CONNECTIONS);
     LazyLock::force(&DB_POOL_ACQUIRE);
-    LazyLock::force(&crate::reporting::sources::metrics::REPLICA_LAG);
-    LazyLock::force(&crate::reporting::sources::metrics::REPORT_READS);
 }
 
 /// The text exposition of everything registered.

@@ -9,10 +9,7 @@ use crate::{
         EventHandler,
         consumer::{HandlerError, Message},
     },
-    tasks::{
-        Priority, TaskKind,
-        write::{self, Due, ManyTasks, Origin},
-    },
+    tasks::write::{self, Due, ManyTasks, Origin},
     templates,
 };
 
@@ -52,20 +49,14 @@ impl EventHandler<CampaignCreated> for FanOut {
                     )));
                 }
             };
-            let (Some(kind), Some(priority)) = (
-                TaskKind::from_param(&campaign.kind),
-                Priority::from_param(&campaign.priority),
-            ) else {
-                return Err(HandlerError::Permanent(format!(
-                    "campaign {} has an unknown kind or priority",
-                    campaign.id
-                )));
-            };
+            let (kind, priority) = (campaign.kind, campaign.priority);
             let mut after: Option<String> = None;
             let mut created_total = 0usize;
             loop {
-                let (last, stores) =
-                    repo::target_chunk(tx, &campaign, after.as_deref(), CHUNK).await?;
+                let (last, stores) = campaign
+                    .target
+                    .chunk(tx, campaign.region_scope.as_ref(), after.as_deref(), CHUNK)
+                    .await?;
                 let created = write::create_many(
                     tx,
                     &ManyTasks {

@@ -202,18 +202,3 @@ pub mod metrics {
         LazyLock::force(&MESSAGE_HANDLING);
     }
 }
-
-/// The broker side: topology names, retries, consumer and relay tuning.
-#[derive(Debug, Clone)]
-pub struct EventsConfig {
-    /// Prefix of every exchange and queue (`storeops` → `storeops.events`).
-    pub topology_prefix: String,
-    pub retry_delays: Vec<std::time::Duration>,
-    pub delivery_limit: u32,
-    pub message_timeout: std::time::Duration,
-    /// 0 = the worker's concurrency.
-    pub prefetch: u16,
-    pub run_relay: bool,
-    pub outbox_batch_size: i64,
-    pub outbox_poll_interval: std::time::Duration,
-}

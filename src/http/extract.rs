@@ -1,13 +1,15 @@
 //! axum's extractors with our rejection: every malformed path, query or body becomes a
 //! problem+json naming what was wrong, never axum's plain-text body.
 
-use axum::body::Bytes;
-use axum::extract::{
-    FromRequest, FromRequestParts, Request,
-    rejection::{PathRejection, QueryRejection},
+use axum::{
+    body::Bytes,
+    extract::{
+        FromRequest, FromRequestParts, Request,
+        rejection::{PathRejection, QueryRejection},
+    },
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
 };
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::{ApiError, FieldError};
@@ -133,5 +135,36 @@ impl From<QueryRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
         ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+/// The `Idempotency-Key` header of a write an offline client may retry: absent, or 1-200
+/// visible ASCII characters (else 400).
+pub struct IdempotencyKey(pub Option<String>);
+
+impl IdempotencyKey {
+    pub const HEADER: &str = "idempotency-key";
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(Self::HEADER) else {
+            return Ok(Self(None));
+        };
+        value
+            .to_str()
+            .ok()
+            .filter(|k| (1..=200).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+            .map(|key| Self(Some(key.to_owned())))
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    "Idempotency-Key must be 1-200 visible ASCII characters".to_owned(),
+                )
+            })
     }
 }

@@ -1,18 +1,19 @@
-//! The public HTTP API: state, router assembly, middleware order and the OpenAPI document.
+//! HTTP for the public API, whatever its routes: the middleware every request passes and
+//! their order, extractors with problem+json rejections, keyset pagination, and the
+//! OpenAPI document's common parts. The API itself is assembled in `roles::api`.
 
 pub mod extract;
 pub mod middleware;
 pub mod pagination;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, FromRef},
+    extract::DefaultBodyLimit,
     http::{HeaderName, StatusCode, header},
     routing::get,
 };
-use sqlx::PgPool;
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -21,25 +22,9 @@ use tower_http::{
     trace::TraceLayer,
 };
 use utoipa::{
-    Modify, OpenApi,
+    Modify,
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
-use utoipa_axum::router::OpenApiRouter;
-
-use crate::{
-    auth::JwtVerifier, campaigns, ingest, reporting, schedules, stores, tasks, templates, webhooks,
-};
-
-/// What handlers can reach; each handler takes only the parts it needs (`FromRef`).
-#[derive(Clone, FromRef)]
-pub struct AppState {
-    pub db: PgPool,
-    pub verifier: Arc<JwtVerifier>,
-    pub webhooks: webhooks::WebhookConfig,
-    pub stores: stores::StoreDirectory,
-    /// Reporting reads: replicas when fresh enough, else the primary.
-    pub reports: Arc<reporting::ReadSources>,
-}
 
 /// Limits that shape the router.
 #[derive(Debug, Clone, Copy)]
@@ -49,25 +34,6 @@ pub struct HttpLimits {
     pub ingest_body_limit_bytes: usize,
     pub request_timeout: Duration,
 }
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "storeops",
-        description = "Daily operations of a retail chain: store tasks, their sources, and compliance.",
-    ),
-    modifiers(&BearerAuth),
-    tags(
-        (name = "stores", description = "Regions, stores and staff"),
-        (name = "templates", description = "Versioned task templates and checklists"),
-        (name = "tasks", description = "Store tasks: list, lifecycle, review, history"),
-        (name = "campaigns", description = "One task to many stores"),
-        (name = "webhooks", description = "Outbound event notifications (HQ)"),
-        (name = "reports", description = "Compliance, overdue work and CSV export, read from replicas"),
-        (name = "integrations", description = "Price changes, deliveries and stock alerts from HQ systems (integration tokens)"),
-    ),
-)]
-struct ApiDoc;
 
 struct BearerAuth;
 
@@ -137,54 +103,37 @@ impl Modify for StandardResponses {
     }
 }
 
-/// Every `/api/v1` route, with its OpenAPI description.
-fn api_routes(ingest_body_limit_bytes: usize) -> OpenApiRouter<AppState> {
-    let staff = stores::router()
-        .merge(templates::router())
-        .merge(tasks::router())
-        .merge(campaigns::router())
-        .merge(webhooks::router())
-        .merge(reporting::router())
-        .layer(axum::middleware::from_fn(crate::auth::require_staff));
-    let integrations = ingest::router(ingest_body_limit_bytes);
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", staff.merge(integrations))
-}
-
-/// The OpenAPI 3.1 document, generated from the same route table that serves requests.
-pub fn openapi() -> serde_json::Value {
-    // The body limit shapes requests, not the document.
-    complete(api_routes(usize::MAX).into_openapi())
-}
-
-/// The document once every route is in it: the standard responses added to each, and
-/// the rules between fields that the derived schemas cannot state.
-fn complete(mut openapi: utoipa::openapi::OpenApi) -> serde_json::Value {
+/// The OpenAPI document of `openapi` once every route is in it: the standard responses
+/// added to each, then `rules` (the rules between fields that the derived schemas
+/// cannot state) applied to the JSON.
+pub fn complete_document(
+    mut openapi: utoipa::openapi::OpenApi,
+    rules: &[fn(&mut serde_json::Value)],
+) -> serde_json::Value {
+    BearerAuth.modify(&mut openapi);
     StandardResponses.modify(&mut openapi);
     let mut document =
         serde_json::to_value(&openapi).expect("the OpenAPI document is JSON (start-up)");
-    tasks::schema_rules(&mut document);
-    campaigns::schema_rules(&mut document);
-    schedules::schema_rules(&mut document);
-    ingest::schema_rules(&mut document);
+    for rule in rules {
+        rule(&mut document);
+    }
     document
 }
 
-/// The whole public router.
-pub fn router(state: AppState, limits: HttpLimits) -> Router {
-    let (api, openapi) = api_routes(limits.ingest_body_limit_bytes)
-        .layer(axum::middleware::from_fn_with_state(
-            state.verifier.clone(),
-            crate::auth::authenticate,
-        ))
-        .split_for_parts();
-    let openapi = axum::body::Bytes::from(complete(openapi).to_string());
+/// The public router around an assembled API: `/openapi.json` serving `document`, 404
+/// for anything else, and the middleware every request passes.
+pub fn with_platform_layers(
+    api: Router,
+    document: &serde_json::Value,
+    limits: HttpLimits,
+) -> Router {
+    let openapi = axum::body::Bytes::from(document.to_string());
     let request_id = HeaderName::from_static("x-request-id");
     api.route(
         "/openapi.json",
         get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }),
     )
     .fallback(|| async { StatusCode::NOT_FOUND })
-    .with_state(state)
     // One layer for the whole stack, listed outermost first: the request id is set
     // before the span is made, and every error, including a timeout or a panic, is
     // turned into problem+json last. (Each `Router::layer` call boxes every route once

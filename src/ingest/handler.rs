@@ -5,12 +5,13 @@
 use futures_util::future::BoxFuture;
 use sqlx::{Postgres, Transaction};
 
-use super::{
-    IngestId, IngestReceived, IngestStatus, ItemError, Source, metrics, price, repo, single,
-};
-use crate::events::{
-    EventHandler,
-    consumer::{HandlerError, Message},
+use super::{IngestReceived, IngestStatus, ItemError, Source, metrics, price, repo, single};
+use crate::{
+    events::{
+        EventHandler,
+        consumer::{HandlerError, Message},
+    },
+    ids::IngestId,
 };
 
 pub struct Received {

@@ -19,12 +19,14 @@
 //! ingest's status while the rest is processed.
 
 pub mod body;
+mod dto;
 mod handler;
 mod money;
 pub mod payload;
 mod price;
 pub mod repo;
 mod routes;
+mod service;
 mod single;
 
 use std::sync::Arc;
@@ -34,9 +36,11 @@ use utoipa::ToSchema;
 
 pub use routes::router;
 
-use crate::events::{Event, consumer::Registry};
-
-crate::uuid_id!(IngestId);
+use crate::{
+    config::IngestOptions,
+    events::{Event, consumer::Registry},
+    ids::IngestId,
+};
 
 /// An integration request was stored (202); the `ingest` group turns it into tasks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,19 +115,6 @@ pub struct ItemError {
     /// Path of the offending field, e.g. `items[3].store_codes[0]`.
     pub field: String,
     pub message: String,
-}
-
-/// Worker settings of the ingest handlers.
-#[derive(Debug, Clone)]
-pub struct IngestOptions {
-    /// Stores per `ingest.chunk` message (and per transaction).
-    pub chunk_stores: usize,
-}
-
-impl Default for IngestOptions {
-    fn default() -> Self {
-        Self { chunk_stores: 40 }
-    }
 }
 
 pub fn register_handlers(registry: &mut Registry, options: &IngestOptions) {

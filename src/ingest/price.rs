@@ -21,7 +21,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use sqlx::{Postgres, Transaction};
 
 use super::{
-    IngestChunk, IngestId, ItemError, MAX_REPORTED_ERRORS, Source, handler, metrics,
+    IngestChunk, ItemError, MAX_REPORTED_ERRORS, Source, handler, metrics,
     payload::{MAX_PRICE_LINES, read_price_batch},
     repo::{self, ChunkArrays, Counts, ReceivedIngest},
 };
@@ -31,9 +31,9 @@ use crate::{
         consumer::{HandlerError, Message},
         outbox,
     },
-    stores::StoreId,
+    ids::{IngestId, StoreId, TaskId, TaskKind},
     tasks::{
-        Priority, TaskId, TaskKind, relabel,
+        Priority, relabel,
         write::{self, Due, ManyTasks, Origin},
     },
 };

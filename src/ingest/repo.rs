@@ -4,8 +4,8 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::{PgConnection, PgPool, types::Json};
 
-use super::{IngestId, ItemError, Source, body::Encoding};
-use crate::stores::StoreId;
+use super::{ItemError, Source, body::Encoding};
+use crate::ids::{IngestId, StoreId};
 
 /// A request as the API stores it.
 pub struct NewIngest<'a> {

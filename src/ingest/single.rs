@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     events::consumer::HandlerError,
-    stores::StoreId,
+    ids::StoreId,
     tasks::{
         Priority,
         write::{self, ReceivingTask, RestockTask, Upserted},

@@ -14,8 +14,10 @@ use std::collections::HashSet;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 
-use crate::stores::StoreId;
-use crate::tasks::{TaskId, retention};
+use crate::{
+    ids::{StoreId, TaskId},
+    tasks::retention,
+};
 
 /// Where a run has got to: the last task it deleted (or skipped) and the (store, local
 /// day) pairs whose statistics it has made final.

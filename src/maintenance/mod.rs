@@ -14,24 +14,10 @@ use futures_util::future::BoxFuture;
 use sqlx::PgPool;
 
 pub use self::partitions::{Partitions, ensure_ahead as ensure_partitions_ahead};
-use crate::scheduler::{Job, JobError};
-
-#[derive(Debug, Clone)]
-pub struct Retention {
-    pub tasks: Duration,
-    pub task_events: Duration,
-    pub outbox: Duration,
-    pub inbox: Duration,
-    pub idempotency_keys: Duration,
-    pub webhook_deliveries: Duration,
-    /// Raw integration requests (finished ones; their tasks stay).
-    pub ingests: Duration,
-    pub batch_size: i64,
-    pub pause: Duration,
-    /// The share of time pruning may keep the primary busy: after each batch it rests
-    /// at least long enough to stay under it (1–100).
-    pub duty_percent: u32,
-}
+use crate::{
+    config::Retention,
+    scheduler::{Job, JobError},
+};
 
 /// What pruning removed (or, dry, would remove), per table.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -165,7 +151,7 @@ impl Pruner {
         let mut report = PruneReport::default();
         let tasks_cutoff = cutoff(self.retention.tasks);
         let removed = if dry_run {
-            count(&self.db, "SELECT count(*) FROM tasks WHERE status IN ('done', 'cancelled', 'expired') AND updated_at < $1", tasks_cutoff).await?
+            crate::tasks::retention::count_closed(&self.db, tasks_cutoff).await?
         } else {
             // Statistics first, so the batches rarely have a day to summarise.
             crate::reporting::stats::catch_up(&self.db, STATS_BUDGET).await?;
@@ -200,20 +186,15 @@ impl Pruner {
             };
             report.rows.push((rule.table, removed + whole));
         }
-        let partitions =
-            partitions::old_task_event_partitions(&self.db, cutoff(self.retention.task_events))
-                .await?;
+        let partitions = crate::tasks::retention::old_audit_partitions(
+            &self.db,
+            cutoff(self.retention.task_events),
+        )
+        .await?;
         let mut rows = 0;
         for partition in &partitions {
-            rows += partitions::count_rows(&self.db, partition).await?;
-            if !dry_run {
-                // The name comes from the catalog, not from input.
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP TABLE IF EXISTS {partition}"
-                )))
-                .execute(&self.db)
-                .await?;
-            }
+            rows +=
+                crate::tasks::retention::drop_audit_partition(&self.db, partition, dry_run).await?;
         }
         if !dry_run {
             metrics::PRUNED

@@ -1,6 +1,7 @@
-//! Partitioned tables: the audit trail (`task_events`, monthly by occurrence) and the
-//! outbox (daily by the UTC day of its UUIDv7 id). Upkeep makes partitions ahead;
-//! pruning drops old ones whole, which costs the same for a million rows as for one.
+//! Partitioned tables: the outbox (daily by the UTC day of its UUIDv7 id) and, through
+//! `tasks::retention`, the audit trail (`task_events`, monthly). Upkeep makes partitions
+//! ahead; pruning drops old ones whole, which costs the same for a million rows as for
+//! one.
 
 use std::time::{Duration, Instant};
 
@@ -13,17 +14,18 @@ use crate::scheduler::{Job, JobError};
 /// insert with no partition fails, and this is how long the scheduler may be away.
 const OUTBOX_DAYS_AHEAD: i32 = 14;
 
-/// Makes task_events partitions three months ahead and outbox partitions two weeks
-/// ahead; returns how many it made.
+/// Makes the audit trail's partitions three months ahead (`tasks::retention`) and outbox
+/// partitions two weeks ahead; returns how many it made of each.
 pub async fn ensure_ahead(db: &PgPool) -> Result<(i32, i32), sqlx::Error> {
-    sqlx::query_as(
-        "SELECT task_events_ensure_partitions(current_date, (current_date + interval '3 months')::date),
-                outbox_ensure_partitions((now() AT TIME ZONE 'UTC')::date,
+    let task_events = crate::tasks::retention::ensure_audit_partitions(db).await?;
+    let outbox = sqlx::query_scalar(
+        "SELECT outbox_ensure_partitions((now() AT TIME ZONE 'UTC')::date,
                                          (now() AT TIME ZONE 'UTC')::date + $1)",
     )
     .bind(OUTBOX_DAYS_AHEAD)
     .fetch_one(db)
-    .await
+    .await?;
+    Ok((task_events, outbox))
 }
 
 /// The scheduler's partition upkeep, hourly.
@@ -49,23 +51,6 @@ impl Job for Partitions {
             Ok(())
         })
     }
-}
-
-/// Monthly task_events partitions whose whole range is older than `before`.
-pub async fn old_task_event_partitions(
-    db: &PgPool,
-    before: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-          WHERE i.inhparent = 'task_events'::regclass
-            AND c.relname ~ '^task_events_[0-9]{4}_[0-9]{2}$'
-            AND (to_date(substr(c.relname, 13), 'YYYY_MM') + interval '1 month') <= $1
-          ORDER BY 1",
-    )
-    .bind(before)
-    .fetch_all(db)
-    .await
 }
 
 /// Rows in a partition about to be dropped. Exact, but a sequential scan: the audit

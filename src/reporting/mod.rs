@@ -25,17 +25,10 @@ pub enum GroupBy {
     Template,
 }
 
-/// Reporting reads (SPEC §7, §9): replica pools, lag limits, statistics refresh.
-#[derive(Debug, Clone)]
-pub struct ReportingConfig {
-    /// Metric label per replica, in DATABASE_REPLICA_URLS order.
-    pub replica_names: Vec<String>,
-    /// A replica further behind than this is skipped.
-    pub max_lag: std::time::Duration,
-    pub lag_check_interval: std::time::Duration,
-    /// Connections per reporting pool (each replica, and the primary as fallback).
-    pub pool_max: usize,
-    pub statement_timeout: std::time::Duration,
-    /// How often the scheduler folds task changes into the daily statistics.
-    pub stats_interval: std::time::Duration,
+/// Registers this module's metrics at start-up, so their families exist (and a name
+/// clash fails) before the first report is read.
+pub fn init_metrics() {
+    std::sync::LazyLock::force(&sources::metrics::REPLICA_LAG);
+    std::sync::LazyLock::force(&sources::metrics::REPORT_READS);
+    std::sync::LazyLock::force(&stats::metrics::ROWS);
 }

@@ -78,7 +78,7 @@ fn compliance_sql(group_by: GroupBy) -> String {
         ),
         GroupBy::Template => {
             // The groups: every template, and each kind for tasks without one.
-            let kinds = crate::tasks::TaskKind::ALL
+            let kinds = crate::ids::TaskKind::ALL
                 .iter()
                 .map(|k| format!("('{}')", k.as_str()))
                 .collect::<Vec<_>>()
@@ -173,18 +173,22 @@ pub async fn overdue(
 ) -> Result<Vec<OverdueRow>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT s.id, s.code, s.name, r.code, count(*) AS overdue,
+            concat!(
+                "SELECT s.id, s.code, s.name, r.code, count(*) AS overdue,
                     count(*) FILTER (WHERE t.overdue_level >= 2) AS escalated,
                     min(t.due_at) AS oldest_due_at
                FROM tasks t
                JOIN stores s ON s.id = t.store_id
                JOIN regions r ON r.id = s.region_id
-              WHERE t.status IN ('open', 'in_progress') AND t.due_at < now()
+              WHERE t.status IN ",
+                crate::tasks::task_status_sql!(active),
+                " AND t.due_at < now()
                 AND ($1::text IS NULL OR r.code = $1)
                 AND ($2::uuid IS NULL OR s.id = $2)
               GROUP BY s.id, s.code, s.name, r.code
               ORDER BY overdue DESC, oldest_due_at, s.code
-              LIMIT $3",
+              LIMIT $3"
+            ),
             &[&scope.region, &scope.store, &limit],
         )
         .await?;

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
-    extract::State,
+    extract::{FromRef, State},
     http::{HeaderMap, HeaderName, HeaderValue, header},
     response::{IntoResponse, Response},
 };
@@ -23,13 +23,10 @@ use super::{
     sources::{DataSource, ReadSources, SourceError},
 };
 use crate::{
-    auth::{Principal, StoreScope},
+    auth::Principal,
     error::{ApiError, Problem},
-    http::{
-        AppState,
-        extract::{Json, Query},
-    },
-    stores::{RegionCode, StoreId},
+    http::extract::{Json, Query},
+    ids::{RegionCode, StoreId},
 };
 
 /// Longest period one report or export covers.
@@ -37,7 +34,12 @@ const MAX_DAYS: i64 = 366;
 /// Default period: the last 30 days.
 const DEFAULT_DAYS: i64 = 30;
 
-pub fn router() -> OpenApiRouter<AppState> {
+/// This module's routes, on any state that provides what its handlers take.
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    std::sync::Arc<ReadSources>: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(compliance))
         .routes(routes!(overdue))
@@ -73,33 +75,17 @@ fn provenance(source: DataSource, staleness: Duration) -> HeaderMap {
     headers
 }
 
-/// Which stores the caller's report covers: regional managers their region, store
-/// managers their store, HQ everything (optionally one region).
+/// Which stores the caller's report covers (`Principal::report_scope`), narrowed to the
+/// requested region.
 fn report_scope(principal: &Principal, region: Option<&str>) -> Result<ReportScope, ApiError> {
     let requested = region
         .map(|r| RegionCode::parse(r).map_err(|m| ApiError::validation("region", m)))
         .transpose()?;
-    match principal.report_scope()? {
-        StoreScope::All => Ok(ReportScope {
-            region: requested.map(|r| r.as_str().to_owned()),
-            store: None,
-        }),
-        StoreScope::Region(own) => {
-            if requested.as_ref().is_some_and(|r| *r != own) {
-                return Err(ApiError::Forbidden(
-                    "that region is outside your scope".to_owned(),
-                ));
-            }
-            Ok(ReportScope {
-                region: Some(own.as_str().to_owned()),
-                store: None,
-            })
-        }
-        StoreScope::Store(store_id) => Ok(ReportScope {
-            region: requested.map(|r| r.as_str().to_owned()),
-            store: Some(store_id.0),
-        }),
-    }
+    let filter = principal.report_scope()?.narrow(requested)?;
+    Ok(ReportScope {
+        region: filter.region.map(String::from),
+        store: filter.store.map(|s| s.0),
+    })
 }
 
 /// `[from, to]` in store-local days; defaults to the last 30 days.
@@ -238,10 +224,8 @@ fn totals(groups: &[ComplianceGroupDto]) -> ComplianceGroupDto {
         (status = 200, body = ComplianceReportDto,
          headers(("X-Data-Source" = String, description = "replica or primary"),
                  ("X-Data-Staleness-Seconds" = u64, description = "how far behind the primary's latest changes the figures may be"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -325,10 +309,8 @@ pub struct OverdueReportDto {
         (status = 200, body = OverdueReportDto,
          headers(("X-Data-Source" = String, description = "replica or primary"),
                  ("X-Data-Staleness-Seconds" = u64, description = "how far behind the primary the data may be"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -409,10 +391,8 @@ impl Drop for ExportConnection {
         (status = 200, body = String, content_type = "text/csv",
          headers(("X-Data-Source" = String, description = "replica or primary"),
                  ("X-Data-Staleness-Seconds" = u64, description = "how far behind the primary the data may be"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     )
 )]

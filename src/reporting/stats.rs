@@ -28,18 +28,22 @@ const RUN_BUDGET: Duration = Duration::from_secs(20);
 
 /// Recomputes every (store, day) pair with a change in [$1, $2) (see the SQL function
 /// `refresh_daily_store_stats`). Days that pruning touched keep their numbers.
-const REFRESH_WINDOW: &str = "
+const REFRESH_WINDOW: &str = concat!(
+    "
     WITH changed AS (
         SELECT store_id, due_at FROM tasks WHERE updated_at >= $1 AND updated_at < $2
         UNION ALL
         SELECT store_id, due_at FROM tasks
-         WHERE status IN ('open', 'in_progress') AND overdue_level < 2 AND due_at >= $1 AND due_at < $2
+         WHERE status IN ",
+    crate::tasks::task_status_sql!(active),
+    " AND overdue_level < 2 AND due_at >= $1 AND due_at < $2
     ), pairs AS (
         SELECT DISTINCT c.store_id, (c.due_at AT TIME ZONE s.time_zone)::date AS day
           FROM changed c JOIN stores s ON s.id = c.store_id
     )
     SELECT coalesce(refresh_daily_store_stats(array_agg(store_id), array_agg(day), false), 0)
-      FROM pairs";
+      FROM pairs"
+);
 
 /// The scheduler job.
 pub struct DailyStats {

@@ -1,21 +1,98 @@
-//! The api role: the public HTTP server.
+//! The api role: the public API assembled from the modules' routers, and its server.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::Router;
+use axum::{Router, extract::FromRef};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use super::RoleParts;
 use crate::{
     admin::{Check, PoolGauges, PoolSample},
-    auth::JwtVerifier,
-    config::Config,
-    http::{self, AppState, HttpLimits},
-    reporting::ReadSources,
+    auth::{self, JwtVerifier},
+    campaigns,
+    config::{Config, WebhookConfig},
+    http::{self, HttpLimits},
+    ingest,
+    reporting::{self, ReadSources},
     shutdown::Shutdown,
+    stores::{self, StoreDirectory},
+    tasks, templates, webhooks,
 };
+
+/// What handlers can reach; each handler takes only the parts it needs (`FromRef`), and
+/// each module's router says which parts those are.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub db: PgPool,
+    pub verifier: Arc<JwtVerifier>,
+    pub webhooks: WebhookConfig,
+    pub stores: StoreDirectory,
+    /// Reporting reads: replicas when fresh enough, else the primary.
+    pub reports: Arc<ReadSources>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "storeops",
+        description = "Daily operations of a retail chain: store tasks, their sources, and compliance.",
+    ),
+    tags(
+        (name = "stores", description = "Regions, stores and staff"),
+        (name = "templates", description = "Versioned task templates and checklists"),
+        (name = "tasks", description = "Store tasks: list, lifecycle, review, history"),
+        (name = "campaigns", description = "One task to many stores"),
+        (name = "webhooks", description = "Outbound event notifications (HQ)"),
+        (name = "reports", description = "Compliance, overdue work and CSV export, read from replicas"),
+        (name = "integrations", description = "Price changes, deliveries and stock alerts from HQ systems (integration tokens)"),
+    ),
+)]
+struct ApiDoc;
+
+/// Every `/api/v1` route, with its OpenAPI description: staff routes (integration
+/// tokens are refused before anything else runs) and the integration routes.
+fn api_routes(ingest_body_limit_bytes: usize) -> OpenApiRouter<AppState> {
+    let staff = stores::router()
+        .merge(templates::router())
+        .merge(tasks::router())
+        .merge(campaigns::router())
+        .merge(webhooks::router())
+        .merge(reporting::router())
+        .layer(axum::middleware::from_fn(auth::require_staff));
+    let integrations = ingest::router(ingest_body_limit_bytes);
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", staff.merge(integrations))
+}
+
+/// Each module's rules between request fields, added to the document.
+const SCHEMA_RULES: &[fn(&mut serde_json::Value)] = &[
+    stores::schema_rules,
+    tasks::schema_rules,
+    campaigns::schema_rules,
+    templates::schema_rules,
+    ingest::schema_rules,
+];
+
+/// The OpenAPI 3.1 document, generated from the same route table that serves requests.
+pub fn openapi() -> serde_json::Value {
+    // The body limit shapes requests, not the document.
+    http::complete_document(api_routes(usize::MAX).into_openapi(), SCHEMA_RULES)
+}
+
+/// The whole public router.
+pub fn router(state: AppState, limits: HttpLimits) -> Router {
+    let (api, openapi) = api_routes(limits.ingest_body_limit_bytes)
+        .layer(axum::middleware::from_fn_with_state(
+            state.verifier.clone(),
+            auth::authenticate,
+        ))
+        .split_for_parts();
+    let document = http::complete_document(openapi, SCHEMA_RULES);
+    http::with_platform_layers(api.with_state(state), &document, limits)
+}
 
 /// The public API as one unit: its router and the reporting pools whose lag it watches.
 pub struct ApiApp {
@@ -28,12 +105,12 @@ pub struct ApiApp {
 pub fn build(config: &Config, db: PgPool) -> anyhow::Result<ApiApp> {
     let verifier = Arc::new(JwtVerifier::new(config.jwt()?).context("loading the JWT key")?);
     let reports = ReadSources::new(config)?;
-    let router = http::router(
+    let router = router(
         AppState {
             db: db.clone(),
             verifier,
             webhooks: config.webhooks.clone(),
-            stores: crate::stores::StoreDirectory::new(db),
+            stores: StoreDirectory::new(db),
             reports: reports.clone(),
         },
         HttpLimits {

@@ -67,6 +67,7 @@ pub async fn run(
     crate::events::metrics::init();
     crate::tasks::metrics::init();
     crate::ingest::metrics::init();
+    crate::reporting::init_metrics();
     let mut parts = Vec::new();
     if roles.api {
         parts.push(api::start(&config, db.clone(), &shutdown).await?);

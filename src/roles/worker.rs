@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use super::RoleParts;
 use crate::{
     admin::{Check, PoolGauges},
     campaigns,
-    config::Config,
+    config::{Config, ConnectionUrl},
     events::{
         WorkerSession,
         broker::{self, BrokerStatus},
@@ -60,17 +61,34 @@ pub fn topology(config: &Config) -> Topology {
     }
 }
 
-pub fn start(
+/// A worker ready to run: its session (relay and consumers) and where its broker is.
+pub struct Worker {
+    pub session: Arc<WorkerSession>,
+    pub url: ConnectionUrl,
+}
+
+impl Worker {
+    /// Runs until `stop`: connects, declares the topology, relays and consumes, and
+    /// reconnects after any broker failure.
+    pub async fn run(self, name: &str, status: BrokerStatus, stop: CancellationToken) {
+        broker::supervise(self.url, name.to_owned(), status, stop, self.session).await;
+    }
+}
+
+/// Assembles a worker from configuration: the consumer groups `options.queues` names
+/// (all when empty) of `registry`, the topology, prefetch, timeouts and relay settings.
+/// The one composition root of the worker role: `start` passes [`registry`], the test
+/// harness the same (or, for the event backbone's own tests, a registry of test events).
+pub fn build(
     config: &Config,
     db: PgPool,
+    registry: Registry,
     options: &WorkerOptions,
-    shutdown: &Shutdown,
-) -> anyhow::Result<RoleParts> {
+) -> anyhow::Result<Worker> {
     let url = config.amqp_url()?.clone();
-    let registry = registry(config, &db)?
+    let registry = registry
         .select(&options.queues)
         .map_err(|e| anyhow::anyhow!("--queues: {e}"))?;
-    let topology = Arc::new(topology(config));
     let concurrency = options.concurrency.max(1);
     let prefetch = match config.events.prefetch {
         0 => u16::try_from(concurrency).unwrap_or(u16::MAX),
@@ -84,8 +102,8 @@ pub fn start(
         "worker starting"
     );
     let session = Arc::new(WorkerSession::new(
-        db.clone(),
-        topology,
+        db,
+        Arc::new(topology(config)),
         registry,
         ConsumerOptions {
             concurrency,
@@ -97,12 +115,22 @@ pub fn start(
             poll_interval: config.events.outbox_poll_interval,
         }),
     ));
+    Ok(Worker { session, url })
+}
+
+pub fn start(
+    config: &Config,
+    db: PgPool,
+    options: &WorkerOptions,
+    shutdown: &Shutdown,
+) -> anyhow::Result<RoleParts> {
+    let worker = build(config, db.clone(), registry(config, &db)?, options)?;
     let status = BrokerStatus::default();
     let stop = shutdown.signalled.clone();
     let task = {
         let status = status.clone();
         async move {
-            broker::supervise(url, "storeops-worker".to_owned(), status, stop, session).await;
+            worker.run("storeops-worker", status, stop).await;
             Ok(())
         }
     };

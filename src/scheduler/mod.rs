@@ -346,14 +346,3 @@ mod tests {
         );
     }
 }
-
-#[derive(Debug, Clone)]
-pub struct SchedulerConfig {
-    pub lease_ttl: Duration,
-    /// How often the overdue and expiry jobs look for work.
-    pub tick: Duration,
-    /// From the first overdue notice (store manager) to the second (regional manager).
-    pub escalation_delay: Duration,
-    /// Occurrences missed during downtime are created late only inside this window.
-    pub catch_up: Duration,
-}

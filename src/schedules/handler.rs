@@ -11,7 +11,7 @@ use crate::{
     },
     stores,
     tasks::{
-        Priority, TaskKind,
+        Priority,
         write::{self, Due, ManyTasks, Origin},
     },
     templates,
@@ -35,12 +35,7 @@ impl EventHandler<ScheduleDue> for CreateOccurrence {
                     due.template_id, due.version
                 )));
             };
-            let Some(kind) = TaskKind::from_param(&template.kind) else {
-                return Err(HandlerError::Permanent(format!(
-                    "template {} has unknown kind {}",
-                    template.id, template.kind
-                )));
-            };
+            let kind = template.kind;
             let window = template
                 .recurrence
                 .as_ref()

@@ -1,4 +1,4 @@
-//! Recurring tasks (SPEC §8): template versions carry a [`Recurrence`] in store-local
+//! Recurring tasks (SPEC §8): template versions carry a `templates::Recurrence` in store-local
 //! time. The scheduler's leader plans due occurrences and publishes `schedule.due` in
 //! store batches; workers create the tasks, each occurrence once per store (unique key
 //! on template, store and occurrence), skipping stores closed that local day.
@@ -10,20 +10,17 @@
 
 mod handler;
 mod planner;
-mod recurrence;
 
 use std::sync::Arc;
 
 pub use planner::Planner;
-pub use recurrence::{Day, Frequency, Recurrence, local_instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     events::{Event, consumer::Registry},
-    stores::StoreId,
-    templates::TemplateId,
+    ids::{StoreId, TemplateId},
 };
 
 /// An occurrence of a template version's schedule came due for these stores.
@@ -46,11 +43,6 @@ pub const ROUTING_KEYS: &[&str] = &[ScheduleDue::ROUTING_KEY];
 
 pub fn register_handlers(registry: &mut Registry) {
     registry.subscribe::<ScheduleDue>("schedules", Arc::new(handler::CreateOccurrence));
-}
-
-/// Adds the rules between this module's request fields to the OpenAPI document.
-pub fn schema_rules(document: &mut serde_json::Value) {
-    crate::input::rules::add_to_document::<Recurrence>(document);
 }
 
 pub mod metrics {

@@ -6,13 +6,13 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use sqlx::{PgPool, types::Json};
 
-use super::{Recurrence, ScheduleDue, metrics};
+use super::{ScheduleDue, metrics};
 use crate::{
-    campaigns::{Target, repo::stores_by_time_zone},
     events::outbox,
+    ids::{StoreId, TemplateId},
     scheduler::{Job, JobError},
-    stores::StoreId,
-    templates::TemplateId,
+    stores::Target,
+    templates::Recurrence,
 };
 
 /// Stores per `schedule.due` message.
@@ -52,11 +52,8 @@ impl Planner {
             now - chrono::Duration::from_std(self.catch_up).unwrap_or(chrono::Duration::hours(6));
         let from = planned_until.max(oldest);
         let rule = &template.recurrence.0;
-        let target = rule.target.clone().unwrap_or(Target {
-            all: Some(true),
-            ..Target::default()
-        });
-        for (zone, stores) in stores_by_time_zone(&mut tx, &target).await? {
+        let target = rule.target.clone().unwrap_or_else(Target::everywhere);
+        for (zone, stores) in target.stores_by_time_zone(&mut tx).await? {
             let Ok(tz) = zone.parse::<chrono_tz::Tz>() else {
                 tracing::warn!(zone, "stores with an unknown time zone are not scheduled");
                 continue;

@@ -10,10 +10,8 @@ use std::{
 
 use sqlx::PgPool;
 
-use super::{
-    StoreId,
-    repo::{self, StoreRow},
-};
+use super::repo::{self, StoreRow};
+use crate::ids::StoreId;
 
 pub const TTL: Duration = Duration::from_secs(30);
 /// Far above the chain's ~1,000 stores; a bound, not a tuning knob.

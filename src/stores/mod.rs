@@ -6,8 +6,7 @@ pub mod directory;
 mod repo;
 mod routes;
 pub mod seed;
-
-use std::fmt;
+pub mod target;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -15,58 +14,7 @@ use utoipa::ToSchema;
 pub use directory::StoreDirectory;
 pub use repo::count_closed;
 pub use routes::{ScopedStore, router};
-
-crate::uuid_id!(
-    /// A store, as the API returns it and as JWT `store_id` claims name it.
-    StoreId
-);
-crate::uuid_id!(RegionId);
-crate::uuid_id!(StaffId);
-
-/// A region's code (`moscow`, `far-east`): lowercase letters, digits and dashes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, pattern = "^[a-z0-9][a-z0-9-]{1,31}$")]
-pub struct RegionCode(String);
-
-impl RegionCode {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let valid = (2..=32).contains(&raw.len())
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !raw.starts_with('-');
-        if valid {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err("must be 2-32 lowercase letters, digits or dashes".to_owned())
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for RegionCode {
-    type Error = String;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<RegionCode> for String {
-    fn from(code: RegionCode) -> Self {
-        code.0
-    }
-}
-
-impl fmt::Display for RegionCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use target::Target;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -150,4 +98,9 @@ impl OpeningHours {
             sun: day(),
         }
     }
+}
+
+/// Adds the rules between this module's request fields to the OpenAPI document.
+pub fn schema_rules(document: &mut serde_json::Value) {
+    crate::input::rules::add_to_document::<Target>(document);
 }

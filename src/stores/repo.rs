@@ -4,7 +4,11 @@
 use chrono::NaiveDate;
 use sqlx::{PgPool, types::Json};
 
-use super::{OpeningHours, RegionCode, RegionId, StaffId, StoreId};
+use super::OpeningHours;
+use crate::{
+    auth::ScopeFilter,
+    ids::{RegionCode, RegionId, StaffId, StoreId},
+};
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct RegionRow {
@@ -35,12 +39,6 @@ pub struct StaffRow {
 }
 
 /// Which stores a list may return: both filters apply when set.
-#[derive(Debug, Default)]
-pub struct StoreFilter {
-    pub region: Option<RegionCode>,
-    pub store: Option<StoreId>,
-}
-
 pub async fn list_regions(db: &PgPool) -> Result<Vec<RegionRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT r.id, r.code, r.name, r.time_zone,
@@ -62,7 +60,7 @@ pub async fn region_exists(db: &PgPool, code: &RegionCode) -> Result<bool, sqlx:
 /// Stores ordered by code, after the `after` code.
 pub async fn list_stores(
     db: &PgPool,
-    filter: &StoreFilter,
+    filter: &ScopeFilter,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<StoreRow>, sqlx::Error> {

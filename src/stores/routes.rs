@@ -13,21 +13,27 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use std::sync::Arc;
 
 use super::{
-    OpeningHours, RegionCode, RegionId, StaffId, StaffRole, StoreFormat, StoreId,
+    OpeningHours, StaffRole, StoreFormat,
     directory::StoreDirectory,
-    repo::{self, StoreFilter, StoreRow},
+    repo::{self, StoreRow},
 };
 use crate::{
-    auth::{Access, Principal, Role, StoreScope},
+    auth::{Access, Principal, Role},
     error::{ApiError, Problem},
     http::{
-        AppState,
         extract::{Json, Path, Query},
         pagination::{Page, PageRequest},
     },
+    ids::{RegionCode, RegionId, StaffId, StoreId},
 };
 
-pub fn router() -> OpenApiRouter<AppState> {
+/// This module's routes, on any state that provides what its handlers take.
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    PgPool: FromRef<S>,
+    super::StoreDirectory: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(me))
         .routes(routes!(list_regions))
@@ -203,7 +209,6 @@ async fn list_regions(
         (status = 200, body = Page<StoreDto>),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list_stores(
@@ -218,27 +223,7 @@ async fn list_stores(
         .as_deref()
         .map(|r| RegionCode::parse(r).map_err(|m| ApiError::validation("region", m)))
         .transpose()?;
-    let filter = match scope {
-        StoreScope::All => StoreFilter {
-            region: requested_region,
-            store: None,
-        },
-        StoreScope::Region(own) => {
-            if requested_region.as_ref().is_some_and(|r| *r != own) {
-                return Err(ApiError::Forbidden(
-                    "that region is outside your scope".to_owned(),
-                ));
-            }
-            StoreFilter {
-                region: Some(own),
-                store: None,
-            }
-        }
-        StoreScope::Store(own) => StoreFilter {
-            region: requested_region,
-            store: Some(own),
-        },
-    };
+    let filter = scope.narrow(requested_region)?;
     if let Some(region) = &filter.region
         && !repo::region_exists(&db, region).await?
     {
@@ -295,15 +280,7 @@ async fn readable_store(
     principal: &Principal,
     id: StoreId,
 ) -> Result<Arc<StoreRow>, ApiError> {
-    // A single-store caller is refused before the lookup: it learns nothing about
-    // which other ids exist.
-    if let StoreScope::Store(own) = principal.store_scope()?
-        && own != id
-    {
-        return Err(ApiError::Forbidden(
-            "this store is outside your scope".to_owned(),
-        ));
-    }
+    principal.ensure_may_look_up_store(id)?;
     let store = directory
         .get(id)
         .await?
@@ -322,7 +299,6 @@ async fn readable_store(
     security(("bearer" = [])),
     responses(
         (status = 200, body = StoreDetailDto),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -355,11 +331,9 @@ fn local_today(time_zone: &str) -> chrono::NaiveDate {
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<StaffDto>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list_staff(
@@ -433,13 +407,9 @@ const MAX_CLOSURE_DAYS_AHEAD: i64 = 731;
     responses(
         (status = 201, body = ClosureDto, description = "Recorded"),
         (status = 200, body = ClosureDto, description = "Already recorded; reason updated"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn add_closure(
@@ -488,7 +458,6 @@ async fn add_closure(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Removed"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),

@@ -1,15 +1,14 @@
-//! `storeops seed`: a realistic, deterministic demo chain. The same arguments always
+//! The demo chain's regions, stores, closures and staff (`storeops seed`, `crate::seed`). The same arguments always
 //! produce the same ids and rows, so a re-run inserts nothing new (ON CONFLICT DO
 //! NOTHING) and tests can rely on the shape. Rows go in as UNNEST batches: a
 //! 1,000-store chain with 25,000 staff takes well under a second.
 
-use std::fmt;
-
 use chrono::NaiveDate;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{OpeningHours, StoreFormat};
+use crate::ids::seeded_uuid;
 
 struct SeedRegion {
     code: &'static str,
@@ -132,52 +131,6 @@ const FIRST_NAMES: [&str; 16] = [
 const LAST_INITIALS: &str = "ABVGDEZIKLMNOPRSTUFKh";
 pub const STAFF_PER_STORE: u32 = 25;
 
-/// What a seed run inserted (zero everywhere on a re-run).
-#[derive(Debug, Default)]
-pub struct SeedReport {
-    pub regions: u64,
-    pub stores: u64,
-    pub closures: u64,
-    pub staff: u64,
-    pub templates: u64,
-    pub history_tasks: u64,
-}
-
-impl fmt::Display for SeedReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "seeded: {} regions, {} stores, {} closure dates, {} staff, {} templates, {} past tasks \
-             (rows already present are kept)",
-            self.regions,
-            self.stores,
-            self.closures,
-            self.staff,
-            self.templates,
-            self.history_tasks
-        )
-    }
-}
-
-/// A time-ordered (v7-layout) UUID that is a pure function of `(kind, n)`.
-fn seeded_id(kind: u8, n: u64) -> Uuid {
-    // 2026-01-01T00:00:00Z, plus n ms so ids sort in creation order.
-    const BASE_MS: u64 = 1_767_225_600_000;
-    let mut x = (u64::from(kind) << 56) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut random = [0u8; 10];
-    for chunk in random.chunks_mut(8) {
-        // splitmix64
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        let bytes = z.to_be_bytes();
-        chunk.copy_from_slice(&bytes[..chunk.len()]);
-    }
-    uuid::Builder::from_unix_timestamp_millis(BASE_MS + n, &random).into_uuid()
-}
-
 fn region_for(store_index: u32, stores: u32) -> usize {
     // Spread stores over regions by their share, deterministically.
     let position = u64::from(store_index) * 1000 / u64::from(stores.max(1));
@@ -209,114 +162,39 @@ fn hours_for(format: StoreFormat) -> OpeningHours {
     }
 }
 
-pub async fn seed_chain(
-    db: &PgPool,
+/// The chain's regions, stores, their closure days and staff, in one transaction:
+/// (regions, stores, closures, staff) inserted.
+pub async fn chain(
+    tx: &mut Transaction<'_, Postgres>,
     stores: u32,
-    history_days: u32,
-) -> Result<SeedReport, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    let mut report = SeedReport {
-        regions: insert_regions(&mut tx).await?,
-        ..SeedReport::default()
-    };
+) -> Result<(u64, u64, u64, u64), sqlx::Error> {
+    let regions = insert_regions(tx).await?;
     // Region ids as stored (an existing region keeps its id).
     let region_ids: Vec<Uuid> = sqlx::query_scalar(
         "SELECT r.id FROM unnest($1::text[]) WITH ORDINALITY AS c(code, n)
            JOIN regions r ON r.code = c.code ORDER BY c.n",
     )
     .bind(REGIONS.iter().map(|r| r.code).collect::<Vec<_>>())
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut **tx)
     .await?;
-
     const STORE_BATCH: u32 = 1_000;
+    let (mut inserted_stores, mut closures, mut staff) = (0, 0, 0);
     let mut start = 0;
     while start < stores {
         let end = (start + STORE_BATCH).min(stores);
         let batch = StoreBatch::build(start..end, stores, &region_ids);
-        report.stores += batch.insert(&mut tx).await?;
-        report.closures += batch.insert_closures(&mut tx).await?;
-        report.staff += batch.insert_staff(&mut tx).await?;
+        inserted_stores += batch.insert(tx).await?;
+        closures += batch.insert_closures(tx).await?;
+        staff += batch.insert_staff(tx).await?;
         start = end;
     }
-    report.templates = insert_templates(&mut tx).await?;
-    tx.commit().await?;
-    // History goes in a transaction per day, so a long history never holds one huge one.
-    for days_ago in (1..=history_days).rev() {
-        let mut tx = db.begin().await?;
-        report.history_tasks += crate::tasks::seed::insert_history_day(&mut tx, days_ago).await?;
-        tx.commit().await?;
-    }
-    Ok(report)
-}
-
-/// Everyday store routines (kind `checklist`), version 1, deterministic ids.
-const TEMPLATES: [(&str, bool, i32, &str); 5] = [
-    (
-        "Opening checklist",
-        false,
-        20,
-        r#"[{"key":"lights","label":"Lights and tills on","type":"check","required":true},{"key":"entrance","label":"Entrance clean (photo)","type":"photo","required":true},{"key":"note","label":"Remarks","type":"text"}]"#,
-    ),
-    (
-        "Closing checklist",
-        false,
-        25,
-        r#"[{"key":"tills","label":"Tills counted","type":"check","required":true},{"key":"doors","label":"Doors locked","type":"check","required":true}]"#,
-    ),
-    (
-        "Fridge temperature log",
-        false,
-        10,
-        r#"[{"key":"dairy","label":"Dairy fridge °C","type":"number","required":true},{"key":"meat","label":"Meat fridge °C","type":"number","required":true}]"#,
-    ),
-    (
-        "Fresh produce check",
-        true,
-        30,
-        r#"[{"key":"expired_removed","label":"Expired items removed","type":"check","required":true},{"key":"display","label":"Display photo","type":"photo","required":true}]"#,
-    ),
-    (
-        "Cleaning round",
-        false,
-        15,
-        r#"[{"key":"floors","label":"Floors","type":"check","required":true},{"key":"toilets","label":"Customer toilets","type":"check","required":false}]"#,
-    ),
-];
-
-async fn insert_templates(tx: &mut Transaction<'_, Postgres>) -> Result<u64, sqlx::Error> {
-    let mut inserted = 0;
-    for (i, (title, review, minutes, checklist)) in TEMPLATES.iter().enumerate() {
-        let id = seeded_id(4, i as u64);
-        let fresh = sqlx::query(
-            "INSERT INTO task_templates (id, current_version, created_by) VALUES ($1, 1, 'seed')
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        if fresh == 0 {
-            continue;
-        }
-        sqlx::query(
-            "INSERT INTO task_template_versions (template_id, version, title, kind, checklist, review_required,
-                                                estimated_minutes, due_window_minutes, created_by)
-             VALUES ($1, 1, $2, 'checklist', $3::jsonb, $4, $5, 480, 'seed')",
-        )
-        .bind(id)
-        .bind(title)
-        .bind(checklist)
-        .bind(review)
-        .bind(minutes)
-        .execute(&mut **tx)
-        .await?;
-        inserted += 1;
-    }
-    Ok(inserted)
+    Ok((regions, inserted_stores, closures, staff))
 }
 
 async fn insert_regions(tx: &mut Transaction<'_, Postgres>) -> Result<u64, sqlx::Error> {
-    let ids: Vec<Uuid> = (0..REGIONS.len() as u64).map(|i| seeded_id(1, i)).collect();
+    let ids: Vec<Uuid> = (0..REGIONS.len() as u64)
+        .map(|i| seeded_uuid(1, i))
+        .collect();
     let result = sqlx::query(
         "INSERT INTO regions (id, code, name, time_zone)
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
@@ -352,7 +230,7 @@ impl StoreBatch {
             let format = format_for(i);
             let city = cities[i as usize % cities.len()];
             let street = STREETS[(i as usize / cities.len()) % STREETS.len()];
-            batch.ids.push(seeded_id(2, u64::from(i)));
+            batch.ids.push(seeded_uuid(2, u64::from(i)));
             batch.codes.push(format!("S{:05}", i + 1));
             batch.names.push(format!("{city}, {street} {}", 1 + i % 97));
             batch.region_ids.push(region_ids[region]);
@@ -436,7 +314,7 @@ impl StoreBatch {
                     .chars()
                     .nth((serial as usize * 11) % LAST_INITIALS.len())
                     .unwrap_or('A');
-                ids.push(seeded_id(3, serial));
+                ids.push(seeded_uuid(3, serial));
                 store_ids.push(*store_id);
                 refs.push(format!("EMP-{}-{j:02}", self.codes[k]));
                 names.push(format!("{first} {initial}."));
@@ -470,11 +348,11 @@ mod tests {
 
     #[test]
     fn ids_are_deterministic_v7_and_ordered() {
-        let a = seeded_id(2, 5);
-        assert_eq!(a, seeded_id(2, 5));
+        let a = seeded_uuid(2, 5);
+        assert_eq!(a, seeded_uuid(2, 5));
         assert_eq!(a.get_version_num(), 7);
-        assert!(seeded_id(2, 5) < seeded_id(2, 6));
-        assert_ne!(seeded_id(2, 5), seeded_id(3, 5));
+        assert!(seeded_uuid(2, 5) < seeded_uuid(2, 6));
+        assert_ne!(seeded_uuid(2, 5), seeded_uuid(3, 5));
     }
 
     #[test]

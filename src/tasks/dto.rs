@@ -8,14 +8,13 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    Priority, TaskId, TaskItemState, TaskKind, TaskSource, TaskStatus,
+    Priority, TaskItemState, TaskSource, TaskStatus,
     repo::{self, TaskEventRow, TaskItemRow, TaskRow},
 };
 use crate::{
-    ingest::IngestId,
+    ids::{CampaignId, IngestId, StaffId, StoreId, TaskId, TaskKind, TemplateId},
     input::rules::{self, CrossFieldRules},
-    stores::{StaffId, StoreId},
-    templates::{EvidenceRef, TemplateId},
+    templates::EvidenceRef,
 };
 
 /// A task as the API shows it.
@@ -29,7 +28,7 @@ pub struct TaskDto {
     pub description: Option<String>,
     pub template_id: Option<TemplateId>,
     pub template_version: Option<i32>,
-    pub campaign_id: Option<Uuid>,
+    pub campaign_id: Option<CampaignId>,
     pub status: TaskStatus,
     pub priority: Priority,
     pub assignee_id: Option<StaffId>,
@@ -67,7 +66,7 @@ pub struct TaskSummaryDto {
     pub review_required: bool,
     pub due_at: DateTime<Utc>,
     pub template_id: Option<TemplateId>,
-    pub campaign_id: Option<Uuid>,
+    pub campaign_id: Option<CampaignId>,
     pub completed_at: Option<DateTime<Utc>>,
     /// Same value as the task's ETag.
     pub version: i32,

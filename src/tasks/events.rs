@@ -7,11 +7,66 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{TaskId, TaskKind, TaskSource, TaskStatus, repo::TaskRow};
+use super::{TaskSource, TaskStatus, repo::TaskRow};
 use crate::{
     events::{Event, outbox},
-    stores::{StaffId, StoreId},
+    ids::{CampaignId, StaffId, StoreId, TaskId, TaskKind},
 };
+
+/// What an entry of a task's audit trail records (`task_events.kind`, the history's
+/// `kind`). A change others hear about names its event here, so the trail and the
+/// events cannot drift apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    Created,
+    Started,
+    /// Completed, waiting for review.
+    Submitted,
+    Completed,
+    Approved,
+    /// Sent back for redo by a manager.
+    SentBack,
+    Cancelled,
+    Expired,
+    /// Assignee, priority or due time changed.
+    Updated,
+    /// Escalated as overdue (to the store manager, then the regional manager).
+    Overdue,
+    Commented,
+}
+
+crate::string_enum!(AuditKind {
+    Created => "created",
+    Started => "started",
+    Submitted => "submitted",
+    Completed => "completed",
+    Approved => "approved",
+    SentBack => "sent_back",
+    Cancelled => "cancelled",
+    Expired => "expired",
+    Updated => "updated",
+    Overdue => "overdue",
+    Commented => "commented",
+});
+
+impl AuditKind {
+    /// The lifecycle event of this change; `None` for what only the trail records (a
+    /// comment) or what has an event of its own shape (`task.overdue`).
+    pub(super) fn event(self) -> Option<TaskEventKind> {
+        match self {
+            Self::Created => Some(TaskEventKind::TaskCreated),
+            Self::Started => Some(TaskEventKind::TaskStarted),
+            Self::Submitted => Some(TaskEventKind::TaskSubmitted),
+            Self::Completed | Self::Approved => Some(TaskEventKind::TaskCompleted),
+            Self::SentBack => Some(TaskEventKind::TaskReopened),
+            Self::Cancelled => Some(TaskEventKind::TaskCancelled),
+            Self::Expired => Some(TaskEventKind::TaskExpired),
+            Self::Updated => Some(TaskEventKind::TaskUpdated),
+            Self::Overdue | Self::Commented => None,
+        }
+    }
+}
 
 /// A task as its events describe it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,7 +79,7 @@ pub struct TaskSnapshot {
     pub status: TaskStatus,
     pub title: String,
     pub assignee_id: Option<StaffId>,
-    pub campaign_id: Option<Uuid>,
+    pub campaign_id: Option<CampaignId>,
     pub due_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
 }

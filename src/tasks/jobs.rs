@@ -7,15 +7,14 @@ use futures_util::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
 
 use super::{
-    TaskId,
-    events::{TaskEventKind, TaskOverdue, TaskSnapshot},
+    events::{AuditKind, TaskEventKind, TaskOverdue, TaskSnapshot},
     repo::{TASK_COLUMNS, TaskRow},
     write,
 };
 use crate::{
     events::outbox,
+    ids::{StoreId, TaskId},
     scheduler::{Job, JobError},
-    stores::StoreId,
 };
 
 /// Rows per transaction, so a backlog never holds one long transaction.
@@ -64,7 +63,7 @@ where
 async fn record_all(
     conn: &mut PgConnection,
     tasks: &[TaskRow],
-    kind: &str,
+    kind: AuditKind,
     data: &[serde_json::Value],
 ) -> Result<(), sqlx::Error> {
     let task_ids: Vec<TaskId> = tasks.iter().map(|t| t.id).collect();
@@ -91,9 +90,12 @@ impl Overdue {
     async fn batch(&self) -> Result<usize, JobError> {
         let mut tx = crate::db::begin(&self.db).await?;
         let escalated: Vec<Escalated> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "WITH due AS (
+            concat!(
+                "WITH due AS (
                 SELECT id FROM tasks
-                 WHERE status IN ('open', 'in_progress') AND overdue_level < 2
+                 WHERE status IN ",
+                crate::tasks::task_status_sql!(active),
+                " AND overdue_level < 2
                    AND ((overdue_level = 0 AND due_at <= now())
                      OR (overdue_level = 1 AND due_at <= now() - $1 * interval '1 second'))
                  ORDER BY due_at LIMIT $2
@@ -104,6 +106,8 @@ impl Overdue {
              )
              SELECT {TASK_COLUMNS}, t.overdue_level FROM escalated t
                JOIN stores s ON s.id = t.store_id JOIN regions r ON r.id = s.region_id"
+            ),
+            TASK_COLUMNS = TASK_COLUMNS
         )))
         .bind(self.escalation_delay.as_secs_f64())
         .bind(BATCH)
@@ -118,7 +122,7 @@ impl Overdue {
             .iter()
             .map(|level| serde_json::json!({ "level": level }))
             .collect();
-        record_all(&mut tx, &tasks, "overdue", &data).await?;
+        record_all(&mut tx, &tasks, AuditKind::Overdue, &data).await?;
         let notices: Vec<TaskOverdue> = tasks
             .iter()
             .zip(&levels)
@@ -159,9 +163,9 @@ impl Expiry {
     async fn batch(&self) -> Result<usize, JobError> {
         let mut tx = crate::db::begin(&self.db).await?;
         let tasks: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "WITH due AS (
+            concat!("WITH due AS (
                 SELECT id FROM tasks
-                 WHERE status IN ('open', 'in_progress', 'submitted') AND expires_at <= now()
+                 WHERE status IN ", crate::tasks::task_status_sql!(unfinished), " AND expires_at <= now()
                  ORDER BY expires_at LIMIT $1
                  FOR UPDATE SKIP LOCKED
              ), expired AS (
@@ -170,7 +174,7 @@ impl Expiry {
                 RETURNING t.*
              )
              SELECT {TASK_COLUMNS} FROM expired t
-               JOIN stores s ON s.id = t.store_id JOIN regions r ON r.id = s.region_id"
+               JOIN stores s ON s.id = t.store_id JOIN regions r ON r.id = s.region_id"), TASK_COLUMNS = TASK_COLUMNS
         )))
         .bind(BATCH)
         .fetch_all(&mut *tx)
@@ -179,7 +183,7 @@ impl Expiry {
             return Ok(0);
         }
         let data = vec![serde_json::json!({}); tasks.len()];
-        record_all(&mut tx, &tasks, "expired", &data).await?;
+        record_all(&mut tx, &tasks, AuditKind::Expired, &data).await?;
         let snapshots = tasks.iter().map(TaskSnapshot::from).collect();
         TaskEventKind::TaskExpired
             .enqueue_many(&mut tx, snapshots)
@@ -222,10 +226,10 @@ impl Job for StateGauges {
     fn run(&self) -> BoxFuture<'_, Result<(), JobError>> {
         Box::pin(async move {
             let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-                "SELECT r.code, t.kind, count(*), count(*) FILTER (WHERE t.due_at < now())
+                concat!("SELECT r.code, t.kind, count(*), count(*) FILTER (WHERE t.due_at < now())
                    FROM tasks t JOIN stores s ON s.id = t.store_id JOIN regions r ON r.id = s.region_id
-                  WHERE t.status IN ('open', 'in_progress', 'submitted')
-                  GROUP BY 1, 2",
+                  WHERE t.status IN ", crate::tasks::task_status_sql!(unfinished), "
+                  GROUP BY 1, 2"),
             )
             .fetch_all(&self.db)
             .await?;

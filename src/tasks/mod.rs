@@ -3,6 +3,7 @@
 
 mod dto;
 pub mod events;
+pub mod fixture;
 mod idempotency;
 pub mod jobs;
 pub mod relabel;
@@ -19,26 +20,6 @@ use utoipa::ToSchema;
 
 pub use dto::{TaskDto, TaskSummaryDto};
 pub use routes::router;
-
-crate::uuid_id!(TaskId);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskKind {
-    Adhoc,
-    Checklist,
-    PriceRelabel,
-    Receiving,
-    Restock,
-}
-
-crate::string_enum!(TaskKind {
-    Adhoc => "adhoc",
-    Checklist => "checklist",
-    PriceRelabel => "price_relabel",
-    Receiving => "receiving",
-    Restock => "restock",
-});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -76,6 +57,32 @@ crate::string_enum!(Priority {
     High => "high",
     Urgent => "urgent",
 });
+
+impl TaskStatus {
+    /// Still waiting for a hand: nobody has submitted it yet.
+    pub const ACTIVE: &'static [TaskStatus] = &[Self::Open, Self::InProgress];
+    /// Not finished: active, or submitted and waiting for review.
+    pub const UNFINISHED: &'static [TaskStatus] = &[Self::Open, Self::InProgress, Self::Submitted];
+    /// Finished one way or another; pruning removes these after the retention period.
+    pub const CLOSED: &'static [TaskStatus] = &[Self::Done, Self::Cancelled, Self::Expired];
+}
+
+/// The status sets of [`TaskStatus`] as SQL lists, spliced into statements with
+/// `concat!`: partial indexes are defined on these literal lists, and the planner uses
+/// such an index only when a query repeats its predicate (a bound array would not).
+/// `status_sets_match_their_sql` ties each to its set.
+macro_rules! task_status_sql {
+    (active) => {
+        "('open', 'in_progress')"
+    };
+    (unfinished) => {
+        "('open', 'in_progress', 'submitted')"
+    };
+    (closed) => {
+        "('done', 'cancelled', 'expired')"
+    };
+}
+pub(crate) use task_status_sql;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -148,16 +155,16 @@ impl Action {
         }
     }
 
-    /// The audit-trail entry and the event of reaching `to`.
-    fn recorded_as(self, to: TaskStatus) -> (&'static str, events::TaskEventKind) {
-        use events::TaskEventKind as Event;
+    /// The audit-trail entry of reaching `to` (its event follows from it).
+    fn recorded_as(self, to: TaskStatus) -> events::AuditKind {
+        use events::AuditKind;
         match (self, to) {
-            (Self::Start, _) => ("started", Event::TaskStarted),
-            (Self::Complete, TaskStatus::Submitted) => ("submitted", Event::TaskSubmitted),
-            (Self::Complete, _) => ("completed", Event::TaskCompleted),
-            (Self::Approve, _) => ("approved", Event::TaskCompleted),
-            (Self::Redo, _) => ("sent_back", Event::TaskReopened),
-            (Self::Cancel, _) => ("cancelled", Event::TaskCancelled),
+            (Self::Start, _) => AuditKind::Started,
+            (Self::Complete, TaskStatus::Submitted) => AuditKind::Submitted,
+            (Self::Complete, _) => AuditKind::Completed,
+            (Self::Approve, _) => AuditKind::Approved,
+            (Self::Redo, _) => AuditKind::SentBack,
+            (Self::Cancel, _) => AuditKind::Cancelled,
         }
     }
 }
@@ -281,5 +288,39 @@ mod tests {
                 .0
                 .contains(&TaskStatus::Done)
         );
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::TaskStatus;
+
+    fn sql(set: &[TaskStatus]) -> String {
+        let items: Vec<String> = set.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        format!("({})", items.join(", "))
+    }
+
+    #[test]
+    fn status_sets_match_their_sql() {
+        assert_eq!(
+            crate::tasks::task_status_sql!(active),
+            sql(TaskStatus::ACTIVE)
+        );
+        assert_eq!(
+            crate::tasks::task_status_sql!(unfinished),
+            sql(TaskStatus::UNFINISHED)
+        );
+        assert_eq!(
+            crate::tasks::task_status_sql!(closed),
+            sql(TaskStatus::CLOSED)
+        );
+        let mut all: Vec<_> = TaskStatus::UNFINISHED
+            .iter()
+            .chain(TaskStatus::CLOSED)
+            .collect();
+        all.sort_by_key(|s| s.as_str());
+        let mut every: Vec<_> = TaskStatus::ALL.iter().collect();
+        every.sort_by_key(|s| s.as_str());
+        assert_eq!(all, every, "every status is unfinished or closed, once");
     }
 }

@@ -5,8 +5,8 @@
 
 use sqlx::PgConnection;
 
-use super::{TaskId, write};
-use crate::{ingest::IngestId, stores::StoreId};
+use super::write;
+use crate::ids::{IngestId, StoreId, TaskId};
 
 /// The chunk's (store, SKU) pairs as a relation (`n`).
 const CHUNK_ITEMS: &str = "ingest_chunks c
@@ -36,9 +36,12 @@ pub async fn supersede_items(
     chunk_no: i32,
 ) -> Result<Vec<(TaskId, i64)>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH changed AS (
+        concat!(
+            "WITH changed AS (
             UPDATE task_items o
-               SET state = CASE WHEN t.status IN ('open', 'in_progress') THEN 'superseded' ELSE 'closed' END,
+               SET state = CASE WHEN t.status IN ",
+            crate::tasks::task_status_sql!(active),
+            " THEN 'superseded' ELSE 'closed' END,
                    superseded_by = $1
               FROM {CHUNK_ITEMS}, tasks t
              WHERE c.ingest_id = $1 AND c.chunk_no = $2
@@ -47,6 +50,8 @@ pub async fn supersede_items(
             RETURNING o.task_id, o.state
          )
          SELECT task_id, count(*) FROM changed WHERE state = 'superseded' GROUP BY task_id"
+        ),
+        CHUNK_ITEMS = CHUNK_ITEMS
     )))
     .bind(ingest_id)
     .bind(chunk_no)
@@ -168,10 +173,10 @@ pub async fn cancel_emptied(
         return Ok(Vec::new());
     }
     let emptied: Vec<TaskId> = sqlx::query_scalar(
-        "SELECT t.id FROM tasks t
-          WHERE t.id = ANY($1) AND t.status IN ('open', 'in_progress')
+        concat!("SELECT t.id FROM tasks t
+          WHERE t.id = ANY($1) AND t.status IN ", crate::tasks::task_status_sql!(active), "
             AND NOT EXISTS (SELECT 1 FROM task_items i WHERE i.task_id = t.id AND i.state = 'active')
-          ORDER BY t.id FOR UPDATE",
+          ORDER BY t.id FOR UPDATE"),
     )
     .bind(tasks)
     .fetch_all(&mut *conn)

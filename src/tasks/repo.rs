@@ -5,12 +5,8 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row, postgres::PgRow, types::Json};
 use uuid::Uuid;
 
-use super::{Priority, TaskId, TaskItemState, TaskKind, TaskSource, TaskStatus};
-use crate::{
-    ingest::IngestId,
-    stores::{StaffId, StoreId},
-    templates::TemplateId,
-};
+use super::{Priority, TaskItemState, TaskSource, TaskStatus};
+use crate::ids::{CampaignId, IngestId, StaffId, StoreId, TaskId, TaskKind, TemplateId};
 
 /// Columns of a task row (`t` = tasks, `r` = regions via stores).
 pub const TASK_COLUMNS: &str = "t.id, t.store_id, r.code AS region, t.kind, t.source, t.title, t.description,
@@ -29,7 +25,7 @@ pub struct TaskRow {
     pub description: Option<String>,
     pub template_id: Option<TemplateId>,
     pub template_version: Option<i32>,
-    pub campaign_id: Option<Uuid>,
+    pub campaign_id: Option<CampaignId>,
     pub status: TaskStatus,
     pub priority: Priority,
     pub assignee_id: Option<StaffId>,
@@ -90,7 +86,7 @@ pub struct TaskSummaryRow {
     pub review_required: bool,
     pub due_at: DateTime<Utc>,
     pub template_id: Option<TemplateId>,
-    pub campaign_id: Option<Uuid>,
+    pub campaign_id: Option<CampaignId>,
     pub completed_at: Option<DateTime<Utc>>,
     pub row_version: i32,
 }

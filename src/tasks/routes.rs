@@ -3,7 +3,7 @@
 
 use axum::{
     body::Bytes,
-    extract::State,
+    extract::{FromRef, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -13,12 +13,11 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    Action, TaskId, TaskKind, TaskStatus,
+    Action, TaskStatus,
     dto::{
         CompleteBody, EmptyBody, HistoryQuery, NewComment, NewTaskBody, ReasonBody, TaskDto,
         TaskEventDto, TaskItemDto, TaskItemsQuery, TaskListQuery, TaskPatch, TaskSummaryDto,
     },
-    idempotency,
     repo::{self, ListFilter},
     service::{self, IfMatch, TransitionRequest},
 };
@@ -26,14 +25,20 @@ use crate::{
     auth::Principal,
     error::{ApiError, FieldError, Problem},
     http::{
-        AppState,
-        extract::{Json, JsonBytes, Path, Query, parse_optional_json},
+        extract::{IdempotencyKey, Json, JsonBytes, Path, Query, parse_optional_json},
         pagination::{Page, PageRequest},
     },
-    stores::{ScopedStore, StoreId},
+    ids::{StoreId, TaskId, TaskKind},
+    stores::ScopedStore,
 };
 
-pub fn router() -> OpenApiRouter<AppState> {
+/// This module's routes, on any state that provides what its handlers take.
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    PgPool: FromRef<S>,
+    crate::stores::StoreDirectory: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(list_store_tasks, create_task))
         .routes(routes!(get_task, patch_task))
@@ -83,11 +88,9 @@ fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<TaskSummaryDto>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list_store_tasks(
@@ -142,23 +145,19 @@ async fn list_store_tasks(
     security(("bearer" = [])),
     responses(
         (status = 201, body = TaskDto, headers(("ETag" = String))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn create_task(
     ScopedStore { principal, store }: ScopedStore,
     State(db): State<PgPool>,
-    headers: HeaderMap,
+    IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<NewTaskBody>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency::key(&headers)?;
-    let (status, task) = service::create(&db, &principal, store.id, key.as_deref(), body).await?;
-    Ok(with_etag(status, task))
+    let task = service::create(&db, &principal, store.id, key.as_deref(), body).await?;
+    Ok(with_etag(StatusCode::CREATED, task))
 }
 
 /// One task, with its ETag.
@@ -168,7 +167,6 @@ async fn create_task(
     security(("bearer" = [])),
     responses(
         (status = 200, body = TaskDto, headers(("ETag" = String))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -194,13 +192,11 @@ async fn get_task(
     security(("bearer" = [])),
     responses(
         (status = 200, body = TaskDto, headers(("ETag" = String))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 412, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 428, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -228,14 +224,11 @@ macro_rules! transition_route {
             security(("bearer" = [])),
             responses(
                 (status = 200, body = TaskDto, headers(("ETag" = String))),
-                (status = 400, body = Problem, content_type = "application/problem+json"),
                 (status = 401, body = Problem, content_type = "application/problem+json"),
                 (status = 403, body = Problem, content_type = "application/problem+json"),
                 (status = 404, body = Problem, content_type = "application/problem+json"),
                 (status = 409, body = Problem, content_type = "application/problem+json", description = "Illegal in the task's current status"),
                 (status = 412, body = Problem, content_type = "application/problem+json"),
-                (status = 415, body = Problem, content_type = "application/problem+json"),
-                (status = 422, body = Problem, content_type = "application/problem+json"),
             )
         )]
         async fn $name(
@@ -296,11 +289,9 @@ transition_route!(
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<TaskEventDto>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn task_history(
@@ -326,11 +317,9 @@ async fn task_history(
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<TaskItemDto>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn task_items(
@@ -366,12 +355,9 @@ async fn task_items(
     security(("bearer" = [])),
     responses(
         (status = 201, body = TaskEventDto),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn add_comment(

@@ -2,13 +2,12 @@
 //! write API of `write.rs`: defaults, validation against templates and the store, scope
 //! (outside it a task does not exist), the transition table, optimistic concurrency.
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
 use super::{
-    Action, Priority, TaskId, TaskKind, TaskSource, TaskStatus,
+    Action, Priority, TaskSource, TaskStatus,
     dto::{CompleteBody, NewTaskBody, ReasonBody, TaskDto, TaskEventDto, TaskPatch},
     idempotency,
     repo::{self, TaskRow},
@@ -18,7 +17,7 @@ use super::{
 use crate::{
     auth::Principal,
     error::{ApiError, FieldError},
-    stores::{RegionCode, StoreId},
+    ids::{RegionCode, StoreId, TaskId, TaskKind},
     templates::{self, EvidenceRef},
 };
 
@@ -72,24 +71,22 @@ pub async fn get(db: &PgPool, principal: &Principal, id: TaskId) -> Result<TaskD
 }
 
 /// Creates a task in a store (store manager, HQ); with an idempotency key, a repeated
-/// request answers what the first one did, with the same status.
+/// request answers what the first one did.
 pub async fn create(
     db: &PgPool,
     principal: &Principal,
     store: StoreId,
     key: Option<&str>,
     body: NewTaskBody,
-) -> Result<(StatusCode, TaskDto), ApiError> {
+) -> Result<TaskDto, ApiError> {
     principal.ensure_manages_tasks()?;
     let mut tx = crate::db::begin(db).await?;
     if let Some(key) = key {
         let fingerprint = idempotency::fingerprint(&format!("POST /stores/{store}/tasks"), &body);
-        if let idempotency::Claim::Replay(status, response) =
+        if let idempotency::Claim::Replay(response) =
             idempotency::claim(&mut tx, &principal.subject, key, &fingerprint).await?
         {
-            let task: TaskDto =
-                serde_json::from_value(response).map_err(|e| ApiError::Internal(e.into()))?;
-            return Ok((status, task));
+            return serde_json::from_value(response).map_err(|e| ApiError::Internal(e.into()));
         }
     }
 
@@ -113,11 +110,7 @@ pub async fn create(
             "must be at most 4000 characters",
         ));
     }
-    let kind = match (body.kind, &template) {
-        (Some(kind), _) => kind,
-        (None, Some(t)) => TaskKind::parse(&t.kind)?,
-        (None, None) => TaskKind::Adhoc,
-    };
+    let kind = templates::task_kind(body.kind, template.as_ref());
     let now = Utc::now();
     let window = template
         .as_ref()
@@ -165,10 +158,10 @@ pub async fn create(
     .await?;
     let task = TaskDto::from(row);
     if let Some(key) = key {
-        idempotency::remember(&mut tx, &principal.subject, key, StatusCode::CREATED, &task).await?;
+        idempotency::remember(&mut tx, &principal.subject, key, &task).await?;
     }
     tx.commit().await?;
-    Ok((StatusCode::CREATED, task))
+    Ok(task)
 }
 
 fn check_due(due_at: DateTime<Utc>, now: DateTime<Utc>, errors: &mut Vec<FieldError>) {

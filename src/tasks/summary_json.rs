@@ -61,7 +61,7 @@ fn summary(out: &mut Vec<u8>, task: &TaskSummaryDto) {
     out.extend_from_slice(b",\"template_id\":");
     optional(out, task.template_id.map(|id| id.0), uuid);
     out.extend_from_slice(b",\"campaign_id\":");
-    optional(out, task.campaign_id, uuid);
+    optional(out, task.campaign_id.map(|c| c.0), uuid);
     out.extend_from_slice(b",\"completed_at\":");
     optional(out, task.completed_at, timestamp);
     out.extend_from_slice(b",\"version\":");
@@ -149,9 +149,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        stores::{StaffId, StoreId},
-        tasks::{Priority, TaskId, TaskKind, TaskSource, TaskStatus},
-        templates::TemplateId,
+        ids::{CampaignId, StaffId, StoreId, TaskId, TaskKind, TemplateId},
+        tasks::{Priority, TaskSource, TaskStatus},
     };
 
     fn task(n: usize, title: &str) -> TaskSummaryDto {
@@ -173,7 +172,7 @@ mod tests {
             review_required: some,
             due_at: at,
             template_id: some.then(|| TemplateId(Uuid::now_v7())),
-            campaign_id: (!some).then(Uuid::now_v7),
+            campaign_id: (!some).then(CampaignId::generate),
             completed_at: (!some).then_some(at),
             version: [1, 0, -3, i32::MAX][n % 4],
         }

@@ -10,17 +10,12 @@ use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
 
 use super::{
-    Action, Priority, TaskId, TaskKind, TaskSource, TaskStatus,
-    events::{TaskEventKind, TaskSnapshot},
+    Action, Priority, TaskSource, TaskStatus,
+    events::{AuditKind, TaskEventKind, TaskSnapshot},
     metrics,
     repo::{self, TaskRow},
 };
-use crate::{
-    campaigns::CampaignId,
-    ingest::IngestId,
-    stores::{StaffId, StoreId},
-    templates::TemplateId,
-};
+use crate::ids::{CampaignId, IngestId, StaffId, StoreId, TaskId, TaskKind, TemplateId};
 
 /// A task created by hand (`POST /stores/{id}/tasks`).
 pub struct NewTask<'a> {
@@ -63,15 +58,7 @@ pub async fn create(conn: &mut PgConnection, task: &NewTask<'_>) -> Result<TaskR
     .execute(&mut *conn)
     .await?;
     let data = serde_json::json!({"source": task.source.as_str()});
-    announce(
-        conn,
-        id,
-        "created",
-        task.created_by,
-        data,
-        TaskEventKind::TaskCreated,
-    )
-    .await
+    announce(conn, id, AuditKind::Created, task.created_by, data).await
 }
 
 /// When tasks created for many stores at once are due.
@@ -119,7 +106,7 @@ pub struct CreatedTask {
     pub kind: TaskKind,
     pub source: TaskSource,
     pub title: String,
-    pub campaign_id: Option<Uuid>,
+    pub campaign_id: Option<CampaignId>,
     pub due_at: DateTime<Utc>,
 }
 
@@ -237,7 +224,7 @@ pub async fn create_many(
         conn,
         &task_ids,
         &store_ids,
-        "created",
+        AuditKind::Created,
         tasks.created_by,
         &data,
     )
@@ -246,9 +233,7 @@ pub async fn create_many(
     TaskEventKind::TaskCreated
         .enqueue_many(conn, snapshots)
         .await?;
-    metrics::CREATED
-        .with_label_values(&[tasks.kind.as_str(), source.as_str()])
-        .inc_by(created.len() as u64);
+    count_created(tasks.kind, source, created.len());
     Ok(created)
 }
 
@@ -281,7 +266,7 @@ async fn set_status(
     to: TaskStatus,
     write: &TransitionWrite,
     actor: &str,
-    (recorded, event): (&str, TaskEventKind),
+    recorded: AuditKind,
     detail: Value,
 ) -> Result<TaskRow, sqlx::Error> {
     sqlx::query(
@@ -305,7 +290,7 @@ async fn set_status(
     .bind(actor)
     .execute(&mut *conn)
     .await?;
-    let task = announce(conn, id, recorded, actor, detail, event).await?;
+    let task = announce(conn, id, recorded, actor, detail).await?;
     if to == TaskStatus::Done
         && let Some(completed_at) = task.completed_at
     {
@@ -360,7 +345,7 @@ pub async fn update(
         "priority": changes.priority,
         "due_at": changes.due_at,
     });
-    announce(conn, id, "updated", actor, data, TaskEventKind::TaskUpdated).await
+    announce(conn, id, AuditKind::Updated, actor, data).await
 }
 
 /// A comment: an audit event only (no outbox event). Answers the event's id.
@@ -370,7 +355,7 @@ pub async fn comment(
     actor: &str,
     data: Value,
 ) -> Result<Uuid, sqlx::Error> {
-    record(conn, task, "commented", actor, data).await
+    record(conn, task, AuditKind::Commented, actor, data).await
 }
 
 /// Cancels a locked task on behalf of a system (a superseded relabel task, a cancelled
@@ -396,7 +381,7 @@ pub async fn cancel_by_system(
         TaskStatus::Cancelled,
         &TransitionWrite::default(),
         actor,
-        ("cancelled", TaskEventKind::TaskCancelled),
+        AuditKind::Cancelled,
         data,
     )
     .await
@@ -428,14 +413,14 @@ pub async fn upsert_receiving(
     task: &ReceivingTask<'_>,
 ) -> Result<Option<Upserted>, sqlx::Error> {
     let written: Option<Upserted> = sqlx::query_as(
-        "INSERT INTO tasks (id, store_id, kind, source, title, description, ingest_id, external_ref, due_at, created_by)
+        concat!("INSERT INTO tasks (id, store_id, kind, source, title, description, ingest_id, external_ref, due_at, created_by)
          VALUES ($1, $2, 'receiving', 'delivery', $3, $4, $5, $6, $7, $8)
          ON CONFLICT (created_by, external_ref) WHERE source = 'delivery' DO UPDATE
             SET store_id = EXCLUDED.store_id, title = EXCLUDED.title, description = EXCLUDED.description,
                 due_at = EXCLUDED.due_at, ingest_id = EXCLUDED.ingest_id,
                 row_version = tasks.row_version + 1, updated_at = now()
-          WHERE tasks.ingest_id < EXCLUDED.ingest_id AND tasks.status IN ('open', 'in_progress')
-         RETURNING id, (xmax = 0) AS inserted",
+          WHERE tasks.ingest_id < EXCLUDED.ingest_id AND tasks.status IN ", crate::tasks::task_status_sql!(active), "
+         RETURNING id, (xmax = 0) AS inserted"),
     )
     .bind(TaskId::generate())
     .bind(task.store_id)
@@ -464,12 +449,14 @@ pub async fn open_receiving_task(
     sender: &str,
     delivery_id: &str,
 ) -> Result<Option<TaskId>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar(concat!(
         "SELECT id FROM tasks
           WHERE source = 'delivery' AND created_by = $3 AND external_ref = $1 AND ingest_id < $2
-            AND status IN ('open', 'in_progress', 'submitted')
-          FOR UPDATE",
-    )
+            AND status IN ",
+        crate::tasks::task_status_sql!(unfinished),
+        "
+          FOR UPDATE"
+    ))
     .bind(delivery_id)
     .bind(ingest)
     .bind(sender)
@@ -495,14 +482,14 @@ pub async fn upsert_restock(
     task: &RestockTask<'_>,
 ) -> Result<Option<Upserted>, sqlx::Error> {
     let written: Option<Upserted> = sqlx::query_as(
-        "INSERT INTO tasks (id, store_id, kind, source, title, description, priority, ingest_id, external_ref,
+        concat!("INSERT INTO tasks (id, store_id, kind, source, title, description, priority, ingest_id, external_ref,
                             due_at, created_by)
          VALUES ($1, $2, 'restock', 'stock_alert', $3, $4, $5, $6, $7, now() + interval '4 hours', $8)
-         ON CONFLICT (store_id, external_ref) WHERE kind = 'restock' AND status IN ('open', 'in_progress', 'submitted')
+         ON CONFLICT (store_id, external_ref) WHERE kind = 'restock' AND status IN ", crate::tasks::task_status_sql!(unfinished), "
          DO UPDATE SET description = EXCLUDED.description, priority = EXCLUDED.priority,
                        ingest_id = EXCLUDED.ingest_id, row_version = tasks.row_version + 1, updated_at = now()
           WHERE tasks.ingest_id < EXCLUDED.ingest_id
-         RETURNING id, (xmax = 0) AS inserted",
+         RETURNING id, (xmax = 0) AS inserted"),
     )
     .bind(TaskId::generate())
     .bind(task.store_id)
@@ -537,28 +524,9 @@ async fn announce_upserted(
     };
     let data = serde_json::json!({"source": source.as_str(), "ingest_id": ingest});
     if task.inserted {
-        let row = announce(
-            conn,
-            task.id,
-            "created",
-            actor,
-            data,
-            TaskEventKind::TaskCreated,
-        )
-        .await?;
-        metrics::CREATED
-            .with_label_values(&[row.kind.as_str(), source.as_str()])
-            .inc();
+        announce(conn, task.id, AuditKind::Created, actor, data).await?;
     } else {
-        announce(
-            conn,
-            task.id,
-            "updated",
-            actor,
-            data,
-            TaskEventKind::TaskUpdated,
-        )
-        .await?;
+        announce(conn, task.id, AuditKind::Updated, actor, data).await?;
     }
     Ok(Some(task))
 }
@@ -567,24 +535,35 @@ async fn announce_upserted(
 async fn announce(
     conn: &mut PgConnection,
     id: TaskId,
-    recorded: &str,
+    recorded: AuditKind,
     actor: &str,
     data: Value,
-    event: TaskEventKind,
 ) -> Result<TaskRow, sqlx::Error> {
     let task = repo::find(&mut *conn, id, false)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
     record(&mut *conn, &task, recorded, actor, data).await?;
-    event.enqueue(conn, TaskSnapshot::from(&task)).await?;
+    if let Some(event) = recorded.event() {
+        event.enqueue(conn, TaskSnapshot::from(&task)).await?;
+    }
+    if recorded == AuditKind::Created {
+        count_created(task.kind, task.source, 1);
+    }
     Ok(task)
+}
+
+/// `storeops_tasks_created_total`: every writer's new tasks, counted here and only here.
+fn count_created(kind: TaskKind, source: TaskSource, tasks: usize) {
+    metrics::CREATED
+        .with_label_values(&[kind.as_str(), source.as_str()])
+        .inc_by(tasks as u64);
 }
 
 /// Appends to the audit trail.
 async fn record(
     conn: &mut PgConnection,
     task: &TaskRow,
-    kind: &str,
+    kind: AuditKind,
     actor: &str,
     data: Value,
 ) -> Result<Uuid, sqlx::Error> {
@@ -606,7 +585,7 @@ pub(super) async fn record_many(
     conn: &mut PgConnection,
     tasks: &[TaskId],
     stores: &[StoreId],
-    kind: &str,
+    kind: AuditKind,
     actor: &str,
     data: &[Value],
 ) -> Result<(), sqlx::Error> {

@@ -2,18 +2,22 @@
 //! A change writes a new version; a task keeps the version it was created from, and
 //! its answers are validated against that version.
 
+mod recurrence;
 mod repo;
 mod routes;
+pub mod seed;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use recurrence::{Day, Frequency, Recurrence, local_instant};
 pub use repo::{TemplateVersionRow, find_version};
 pub use routes::router;
 
-use crate::{error::FieldError, tasks::TaskKind};
-
-crate::uuid_id!(TemplateId);
+use crate::{
+    error::FieldError,
+    ids::{TaskKind, TemplateId},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -136,6 +140,14 @@ pub async fn template_and_title(
     Ok((template, title))
 }
 
+/// The kind of a task made from `template`, unless the request names one: the
+/// template's, else ad hoc.
+pub fn task_kind(requested: Option<TaskKind>, template: Option<&TemplateVersionRow>) -> TaskKind {
+    requested
+        .or(template.map(|t| t.kind))
+        .unwrap_or(TaskKind::Adhoc)
+}
+
 /// Checks a checklist definition; `field` prefixes error paths.
 pub fn validate_checklist(items: &[ChecklistItem], field: &str, errors: &mut Vec<FieldError>) {
     if items.len() > 100 {
@@ -242,8 +254,13 @@ pub struct TemplateDto {
     /// Default time from creation to due, in minutes.
     pub due_window_minutes: i32,
     /// When set, the scheduler creates a task per targeted store at each occurrence.
-    pub recurrence: Option<crate::schedules::Recurrence>,
+    pub recurrence: Option<Recurrence>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Adds the rules between this module's request fields to the OpenAPI document.
+pub fn schema_rules(document: &mut serde_json::Value) {
+    crate::input::rules::add_to_document::<Recurrence>(document);
 }
 
 #[cfg(test)]

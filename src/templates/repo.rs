@@ -3,8 +3,11 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, types::Json};
 
-use super::{ChecklistItem, TemplateId};
-use crate::schedules::Recurrence;
+use super::ChecklistItem;
+use crate::{
+    ids::{TaskKind, TemplateId},
+    templates::Recurrence,
+};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TemplateVersionRow {
@@ -12,7 +15,7 @@ pub struct TemplateVersionRow {
     pub version: i32,
     pub title: String,
     pub description: Option<String>,
-    pub kind: String,
+    pub kind: TaskKind,
     pub checklist: Json<Vec<ChecklistItem>>,
     pub review_required: bool,
     pub estimated_minutes: Option<i32>,
@@ -26,7 +29,7 @@ pub struct VersionFields<'a> {
     pub recurrence: Option<&'a Recurrence>,
     pub title: &'a str,
     pub description: Option<&'a str>,
-    pub kind: &'a str,
+    pub kind: TaskKind,
     pub checklist: &'a [ChecklistItem],
     pub review_required: bool,
     pub estimated_minutes: Option<i32>,
@@ -121,7 +124,7 @@ pub struct VersionFieldsOwned {
     pub recurrence: Option<Recurrence>,
     pub title: String,
     pub description: Option<String>,
-    pub kind: String,
+    pub kind: TaskKind,
     pub checklist: Vec<ChecklistItem>,
     pub review_required: bool,
     pub estimated_minutes: Option<i32>,
@@ -134,7 +137,7 @@ impl VersionFieldsOwned {
             recurrence: self.recurrence.as_ref(),
             title: &self.title,
             description: self.description.as_deref(),
-            kind: &self.kind,
+            kind: self.kind,
             checklist: &self.checklist,
             review_required: self.review_required,
             estimated_minutes: self.estimated_minutes,

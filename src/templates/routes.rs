@@ -1,25 +1,32 @@
 //! `GET|POST /task-templates`, `GET|PATCH /task-templates/{template_id}`.
 
-use axum::{extract::State, http::StatusCode};
+use axum::{
+    extract::{FromRef, State},
+    http::StatusCode,
+};
 use serde::Deserialize;
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{ChecklistItem, TemplateDto, TemplateId, repo, validate_checklist};
+use super::{ChecklistItem, TemplateDto, repo, validate_checklist};
 use crate::{
     auth::{HqPrincipal, Principal},
     error::{ApiError, FieldError, Problem},
     http::{
-        AppState,
         extract::{Json, Path, Query},
         pagination::{Page, PageRequest},
     },
-    schedules::Recurrence,
-    tasks::TaskKind,
+    ids::{TaskKind, TemplateId},
+    templates::Recurrence,
 };
 
-pub fn router() -> OpenApiRouter<AppState> {
+/// This module's routes, on any state that provides what its handlers take.
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    PgPool: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(list_templates, create_template))
         .routes(routes!(get_template, patch_template))
@@ -107,7 +114,7 @@ impl TryFrom<repo::TemplateVersionRow> for TemplateDto {
 
     fn try_from(row: repo::TemplateVersionRow) -> Result<Self, ApiError> {
         Ok(Self {
-            kind: TaskKind::parse(&row.kind)?,
+            kind: row.kind,
             id: row.id,
             version: row.version,
             title: row.title,
@@ -189,7 +196,6 @@ fn validate(
         (status = 200, body = Page<TemplateDto>),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list_templates(
@@ -217,10 +223,8 @@ async fn list_templates(
     security(("bearer" = [])),
     responses(
         (status = 201, body = TemplateDto),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn create_template(
@@ -232,7 +236,7 @@ async fn create_template(
         recurrence: body.recurrence,
         title: body.title,
         description: body.description,
-        kind: body.kind.unwrap_or(TaskKind::Checklist).as_str().to_owned(),
+        kind: body.kind.unwrap_or(TaskKind::Checklist),
         checklist: body.checklist,
         review_required: body.review_required,
         estimated_minutes: body.estimated_minutes,
@@ -250,7 +254,6 @@ async fn create_template(
     security(("bearer" = [])),
     responses(
         (status = 200, body = TemplateDto),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -282,11 +285,9 @@ async fn get_template(
     security(("bearer" = [])),
     responses(
         (status = 200, body = TemplateDto, description = "The new version"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn patch_template(
@@ -310,9 +311,7 @@ async fn patch_template(
                 },
                 title: patch.title.unwrap_or_else(|| latest.title.clone()),
                 description: patch.description.or_else(|| latest.description.clone()),
-                kind: patch
-                    .kind
-                    .map_or_else(|| latest.kind.clone(), |k| k.as_str().to_owned()),
+                kind: patch.kind.unwrap_or(latest.kind),
                 checklist: patch
                     .checklist
                     .unwrap_or_else(|| latest.checklist.0.clone()),

@@ -8,11 +8,14 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::{WebhookId, metrics, repo, signature, target};
-use crate::events::{
-    Event, EventHandler,
-    consumer::{Handler, HandlerError, Message},
-    outbox,
+use super::{metrics, repo, signature, target};
+use crate::{
+    events::{
+        Event, EventHandler,
+        consumer::{Handler, HandlerError, Message},
+        outbox,
+    },
+    ids::WebhookId,
 };
 
 /// The message that asks for one POST.
@@ -96,7 +99,7 @@ impl PostFailure {
 }
 
 impl Sender {
-    pub fn new(config: &super::WebhookConfig, db: PgPool) -> anyhow::Result<Self> {
+    pub fn new(config: &crate::config::WebhookConfig, db: PgPool) -> anyhow::Result<Self> {
         crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(config.timeout)

@@ -20,6 +20,7 @@ pub use routes::router;
 
 use crate::{
     campaigns::CampaignCreated,
+    config::WebhookConfig,
     events::{Event, consumer::Registry},
     ingest::IngestReceived,
     tasks::events::{
@@ -27,8 +28,6 @@ use crate::{
         TaskSubmitted,
     },
 };
-
-crate::uuid_id!(WebhookId);
 
 /// Event types a webhook may subscribe to: the public events of SPEC §5.
 pub const PUBLIC_EVENT_TYPES: [&str; 9] = [
@@ -77,10 +76,4 @@ pub mod metrics {
             .expect("valid metric"),
         )
     });
-}
-
-#[derive(Debug, Clone)]
-pub struct WebhookConfig {
-    pub allow_private_networks: bool,
-    pub timeout: std::time::Duration,
 }

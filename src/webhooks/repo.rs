@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::WebhookId;
+use crate::ids::WebhookId;
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct WebhookRow {

@@ -1,24 +1,34 @@
 //! `GET|POST /webhooks`, `DELETE /webhooks/{webhook_id}` (HQ only).
 
-use axum::{extract::State, http::StatusCode};
+use axum::{
+    extract::{FromRef, State},
+    http::StatusCode,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{PUBLIC_EVENT_TYPES, WebhookId, repo, target};
+use super::{PUBLIC_EVENT_TYPES, repo, target};
 use crate::{
     auth::HqPrincipal,
+    config::WebhookConfig,
     error::{ApiError, FieldError, Problem},
     http::{
-        AppState,
         extract::{Json, Path, Query},
         pagination::{Page, PageRequest},
     },
+    ids::WebhookId,
 };
 
-pub fn router() -> OpenApiRouter<AppState> {
+/// This module's routes, on any state that provides what its handlers take.
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    PgPool: FromRef<S>,
+    crate::config::WebhookConfig: FromRef<S>,
+{
     OpenApiRouter::new()
         .routes(routes!(list_webhooks, create_webhook))
         .routes(routes!(delete_webhook))
@@ -102,7 +112,6 @@ impl From<repo::WebhookRow> for WebhookDto {
         (status = 200, body = Page<WebhookDto>),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list_webhooks(
@@ -122,17 +131,14 @@ async fn list_webhooks(
     security(("bearer" = [])),
     responses(
         (status = 201, body = CreatedWebhookDto),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn create_webhook(
     HqPrincipal(principal): HqPrincipal,
     State(db): State<PgPool>,
-    State(config): State<super::WebhookConfig>,
+    State(config): State<WebhookConfig>,
     Json(body): Json<NewWebhook>,
 ) -> Result<(StatusCode, Json<CreatedWebhookDto>), ApiError> {
     let mut errors = Vec::new();
@@ -225,7 +231,6 @@ fn generate_secret() -> String {
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),

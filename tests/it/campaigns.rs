@@ -5,11 +5,9 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{
-    RunningWorker, TestApp, amqp_url, assert_problem, eventually, teardown, test_topology, token,
-};
+use common::{RunningWorker, TestApp, assert_problem, eventually, teardown, test_topology, token};
 use serde_json::{Value, json};
-use storeops::{auth::Role, campaigns, events::consumer::Registry, events::outbox};
+use storeops::{auth::Role, events::outbox};
 
 async fn post(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
     app.client
@@ -28,9 +26,7 @@ async fn get(app: &TestApp, token: &str, path: &str) -> Value {
 }
 
 fn worker(app: &TestApp, topology: &storeops::events::topology::Topology) -> RunningWorker {
-    let mut registry = Registry::default();
-    campaigns::register_handlers(&mut registry);
-    RunningWorker::spawn(&app.db, amqp_url(), topology, registry, true, 4)
+    RunningWorker::groups(&app.db, topology, &["campaigns"], 4, &[])
 }
 
 async fn wait_active(app: &TestApp, token: &str, id: &str) -> Value {

@@ -16,9 +16,7 @@ async fn a_primary_restart_is_a_short_503_outage_and_the_leader_keeps_its_lease(
     let pg = OwnPostgres::start();
     let db = sqlx::PgPool::connect(&pg.url()).await.expect("connect");
     storeops::db::MIGRATOR.run(&db).await.expect("migrate");
-    storeops::stores::seed::seed_chain(&db, 2, 0)
-        .await
-        .expect("seed");
+    storeops::seed::seed_chain(&db, 2, 0).await.expect("seed");
     let store: uuid::Uuid = sqlx::query_scalar("SELECT id FROM stores ORDER BY code LIMIT 1")
         .fetch_one(&db)
         .await

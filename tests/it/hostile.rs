@@ -5,13 +5,11 @@
 
 use std::time::Duration;
 
-use crate::common::{
-    self, RunningWorker, TestApp, amqp_url, eventually, teardown, test_topology, token,
-};
+use crate::common::{self, RunningWorker, TestApp, eventually, teardown, test_topology, token};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use reqwest::Method;
 use serde_json::{Value, json};
-use storeops::{auth::Role, events::consumer::Registry};
+use storeops::auth::Role;
 
 async fn send(app: &TestApp, method: Method, path: &str, token: &str, body: &str) -> (u16, Value) {
     let mut request = app.client.request(method, app.url(path)).bearer_auth(token);
@@ -385,9 +383,7 @@ async fn an_ingest_whose_message_can_never_apply_fails_visibly() {
     let app = TestApp::spawn(1).await;
     let store = &app.stores().await[0];
     let topology = test_topology(&[100]);
-    let mut registry = Registry::default();
-    storeops::ingest::register_handlers(&mut registry, &storeops::ingest::IngestOptions::default());
-    let worker = RunningWorker::spawn(&app.db, amqp_url(), &topology, registry, true, 2);
+    let worker = RunningWorker::groups(&app.db, &topology, &["ingest"], 2, &[]);
     worker.wait_connected().await;
 
     // What an older (or broken) API could have stored: a delivery whose supplier holds a
@@ -396,7 +392,7 @@ async fn an_ingest_whose_message_can_never_apply_fails_visibly() {
         r#"{{"delivery_id": "D-NUL", "store_code": "{}", "supplier": "Acme\u0000", "expected_at": "2030-01-01T08:00:00Z", "lines": [{{"sku": "A", "qty": 1}}]}}"#,
         store.code
     );
-    let id = storeops::ingest::IngestId::generate();
+    let id = storeops::ids::IngestId::generate();
     let mut tx = app.db.begin().await.expect("begin");
     storeops::ingest::repo::insert(
         &mut tx,
@@ -532,7 +528,7 @@ async fn objects_field_rules_and_url_shapes_are_enforced_as_documented() {
     for target in [
         r#"{}"#,
         r#"{"all": false}"#,
-        r#"{"all": true, "regions": ["NORTH"]}"#,
+        r#"{"all": true, "regions": ["north"]}"#,
         r#"{"regions": [], "formats": []}"#,
     ] {
         refusals.push((campaigns, &hq, campaign(target, ""), "target"));

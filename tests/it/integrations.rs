@@ -8,14 +8,13 @@ use crate::common;
 use std::time::Duration;
 
 use common::{
-    Process, RunningWorker, TestApp, amqp_url, assert_problem, eventually, teardown, test_topology,
-    token, url_for_database,
+    Process, RunningWorker, TestApp, assert_problem, eventually, teardown, test_topology, token,
+    url_for_database,
 };
 use serde_json::{Value, json};
 use storeops::{
     auth::Role,
-    events::{consumer::Registry, outbox, topology::Topology},
-    ingest::{self, IngestOptions},
+    events::{outbox, topology::Topology},
 };
 
 /// The consumer groups these tests run (also `task_items.rs`).
@@ -82,9 +81,14 @@ pub(crate) fn worker(
     chunk_stores: usize,
     concurrency: usize,
 ) -> RunningWorker {
-    let mut registry = Registry::default();
-    ingest::register_handlers(&mut registry, &IngestOptions { chunk_stores });
-    RunningWorker::spawn(&app.db, amqp_url(), topology, registry, true, concurrency)
+    let chunk_stores = chunk_stores.to_string();
+    RunningWorker::groups(
+        &app.db,
+        topology,
+        &["ingest"],
+        concurrency,
+        &[("INGEST_CHUNK_STORES", &chunk_stores)],
+    )
 }
 
 async fn scalar(app: &TestApp, sql: &str) -> i64 {

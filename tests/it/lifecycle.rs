@@ -14,9 +14,7 @@ use storeops::auth::Role;
 #[tokio::test]
 async fn sigterm_turns_readiness_off_at_once_finishes_in_flight_and_exits_zero() {
     let (database, db) = common::fresh_database().await;
-    storeops::stores::seed::seed_chain(&db, 5, 0)
-        .await
-        .expect("seed");
+    storeops::seed::seed_chain(&db, 5, 0).await.expect("seed");
     let mut api = Process::start(
         &["api"],
         &[

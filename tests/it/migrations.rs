@@ -25,6 +25,14 @@ async fn schema_objects(pool: &sqlx::PgPool) -> Vec<String> {
           WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
             AND c.reloptions IS NOT NULL
           UNION ALL
+         -- Columns by name and type (not position: a reverted column comes back last).
+         SELECT 'column:' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+           FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+            AND c.relname NOT LIKE '\\_sqlx\\_migrations%'
+          UNION ALL
          SELECT 'schema:' || nspname FROM pg_namespace
           WHERE nspname NOT IN ('public', 'pg_catalog', 'information_schema', 'pg_toast')
             AND nspname NOT LIKE 'pg\\_%'

@@ -5,7 +5,13 @@ use crate::common;
 
 use std::time::Duration;
 
-use storeops::maintenance::{Pruner, Retention};
+use chrono::{Duration as ChronoDuration, Utc};
+use storeops::{
+    config::Retention,
+    ids::StoreId,
+    maintenance::Pruner,
+    tasks::{TaskItemState, TaskStatus, fixture::TaskFixture},
+};
 
 async fn scalar(db: &sqlx::PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(db).await.expect(sql)
@@ -14,30 +20,8 @@ async fn scalar(db: &sqlx::PgPool, sql: &'static str) -> i64 {
 #[tokio::test]
 async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
     let (_, db) = common::fresh_database().await;
-    storeops::stores::seed::seed_chain(&db, 3, 0)
-        .await
-        .expect("seed");
+    storeops::seed::seed_chain(&db, 3, 0).await.expect("seed");
     let setup = [
-        // 40 closed tasks 500 days old: 20 done on time, 10 done late, 5 expired, 5 cancelled.
-        "INSERT INTO tasks (id, store_id, kind, source, title, status, due_at, created_at, updated_at, completed_at, created_by)
-         SELECT gen_random_uuid(), (SELECT id FROM stores ORDER BY code LIMIT 1), 'adhoc', 'manual', 'old ' || g,
-                CASE WHEN g <= 30 THEN 'done' WHEN g <= 35 THEN 'expired' ELSE 'cancelled' END,
-                now() - interval '500 days', now() - interval '500 days 2 hours', now() - interval '500 days',
-                CASE WHEN g <= 20 THEN now() - interval '500 days 1 hour'
-                     WHEN g <= 30 THEN now() - interval '499 days' END,
-                'test'
-           FROM generate_series(1, 40) g",
-        // An old task still open, and recent closed ones: kept.
-        "INSERT INTO tasks (id, store_id, kind, source, title, status, due_at, updated_at, created_by)
-         SELECT gen_random_uuid(), (SELECT id FROM stores ORDER BY code LIMIT 1), 'adhoc', 'manual', 'open',
-                'open', now() - interval '500 days', now() - interval '500 days', 'test'",
-        "INSERT INTO tasks (id, store_id, kind, source, title, status, due_at, completed_at, created_by)
-         SELECT gen_random_uuid(), (SELECT id FROM stores ORDER BY code LIMIT 1), 'adhoc', 'manual', 'recent',
-                'done', now(), now(), 'test' FROM generate_series(1, 10)",
-        // Relabel items of two old done tasks (go with them) and of the open one (stays).
-        "INSERT INTO task_items (task_id, sku, store_id, ingest_id, name, new_price, currency, state)
-         SELECT t.id, 'SKU-' || t.title, t.store_id, gen_random_uuid(), 'item', 1, 'EUR', 'closed'
-           FROM tasks t WHERE t.title IN ('old 1', 'old 2', 'open')",
         // Outbox, by UTC day of the id: a day three days ago wholly published (goes
         // whole: 100 rows); four days ago 20 published and 5 never (the day stays, its
         // published rows go in batches); five days ago one row published only now (the
@@ -69,15 +53,70 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
            FROM generate_series(1, 7) g",
         "INSERT INTO ingests (id, source, external_id, body_sha256, received_by, raw, item_count, status)
          SELECT gen_random_uuid(), 'stock_alert', 'new-' || g, 'h', 'test', '{}', 1, 'done' FROM generate_series(1, 2) g",
-        // Audit events 20 months ago, in a partition that goes whole.
-        "SELECT task_events_ensure_partitions((now() - interval '20 months')::date, (now() - interval '20 months')::date)",
-        "INSERT INTO task_events (id, task_id, store_id, occurred_at, kind, actor)
-         SELECT gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), date_trunc('month', now() - interval '20 months') + interval '1 day', 'created', 'test'
-           FROM generate_series(1, 7)",
     ];
     for sql in setup {
         sqlx::query(sql).execute(&db).await.expect(sql);
     }
+    let store: StoreId = sqlx::query_scalar("SELECT id FROM stores ORDER BY code LIMIT 1")
+        .fetch_one(&db)
+        .await
+        .expect("store");
+    let now = Utc::now();
+    let days = |n: i64| ChronoDuration::days(n);
+    // 40 closed tasks 500 days old: 20 done on time, 10 done late, 5 expired, 5 cancelled.
+    let mut old = Vec::new();
+    for g in 1..=40 {
+        let status = match g {
+            1..=30 => TaskStatus::Done,
+            31..=35 => TaskStatus::Expired,
+            _ => TaskStatus::Cancelled,
+        };
+        let completed = match g {
+            1..=20 => Some(now - days(500) - ChronoDuration::hours(1)),
+            21..=30 => Some(now - days(499)),
+            _ => None,
+        };
+        let id = TaskFixture::new(store, format!("old {g}"))
+            .status(status)
+            .due_at(now - days(500))
+            .created_at(now - days(500) - ChronoDuration::hours(2))
+            .updated_at(now - days(500))
+            .completed_at(completed)
+            .insert(&db)
+            .await
+            .expect("old task");
+        old.push(id);
+    }
+    // An old task still open, and recent closed ones: kept.
+    let open = TaskFixture::new(store, "open")
+        .due_at(now - days(500))
+        .updated_at(now - days(500))
+        .insert(&db)
+        .await
+        .expect("open task");
+    for _ in 0..10 {
+        TaskFixture::new(store, "recent")
+            .status(TaskStatus::Done)
+            .due_at(now)
+            .completed_at(Some(now))
+            .insert(&db)
+            .await
+            .expect("recent task");
+    }
+    // Relabel items of two old done tasks (go with them) and of the open one (stays).
+    for (task, sku) in [
+        (old[0], "SKU-old 1"),
+        (old[1], "SKU-old 2"),
+        (open, "SKU-open"),
+    ] {
+        TaskFixture::insert_item(&db, task, sku, TaskItemState::Closed)
+            .await
+            .expect("item");
+    }
+    // Audit events 20 months ago, in a partition that goes whole.
+    storeops::tasks::fixture::audit_events(&db, now - ChronoDuration::days(20 * 31), 7)
+        .await
+        .expect("old audit events");
     let outbox_day = |days_ago: i64| {
         (chrono::Utc::now() - chrono::Duration::days(days_ago))
             .format("outbox_%Y_%m_%d")

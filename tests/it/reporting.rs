@@ -12,8 +12,10 @@ use serde_json::Value;
 use sqlx::Connection;
 use storeops::{
     auth::Role,
-    maintenance::{Pruner, Retention},
+    config::Retention,
+    maintenance::Pruner,
     reporting::stats,
+    tasks::{TaskStatus, fixture::TaskFixture},
 };
 
 /// Inserts one task for `store` due at noon (store-local) `days_ago` days ago.
@@ -27,27 +29,38 @@ async fn task(app: &TestApp, store: &SeededStore, days_ago: i32, outcome: &str, 
 /// of one test sit in different time zones, so "yesterday" differs between them
 /// for part of every UTC day; a report over one date names the date itself.
 async fn task_on(app: &TestApp, store: &SeededStore, day: &str, outcome: &str, minutes: i32) {
-    sqlx::query(
-        "INSERT INTO tasks (id, store_id, kind, source, title, status, due_at, created_at, updated_at,
-                            completed_at, cancelled_at, created_by)
-         SELECT gen_random_uuid(), s.id, 'adhoc', 'manual', 'report test',
-                CASE WHEN $3 LIKE 'done%' THEN 'done' ELSE $3 END,
-                d.due, d.due - interval '3 hours',
-                CASE WHEN d.due < now() - interval '30 days' THEN d.due ELSE now() END,
-                CASE WHEN $3 LIKE 'done%' THEN d.due - interval '3 hours' + $4 * interval '1 minute' END,
-                CASE WHEN $3 = 'cancelled' THEN d.due - interval '1 hour' END,
-                'test'
-           FROM stores s
-          CROSS JOIN LATERAL (SELECT ($2::date + time '12:00') AT TIME ZONE s.time_zone AS due) d
-          WHERE s.id = $1",
+    let due: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "SELECT ($2::date + time '12:00') AT TIME ZONE time_zone FROM stores WHERE id = $1",
     )
     .bind(store.id)
     .bind(day)
-    .bind(outcome)
-    .bind(minutes)
-    .execute(&app.db)
+    .fetch_one(&app.db)
     .await
-    .expect("insert task");
+    .expect("store-local noon");
+    let now = chrono::Utc::now();
+    let created = due - chrono::Duration::hours(3);
+    let done = outcome.starts_with("done");
+    let status = match outcome {
+        _ if done => TaskStatus::Done,
+        "expired" => TaskStatus::Expired,
+        "cancelled" => TaskStatus::Cancelled,
+        "open" => TaskStatus::Open,
+        other => panic!("no outcome {other}"),
+    };
+    TaskFixture::new(store.id, "report test")
+        .status(status)
+        .due_at(due)
+        .created_at(created)
+        .updated_at(if due < now - chrono::Duration::days(30) {
+            due
+        } else {
+            now
+        })
+        .completed_at(done.then(|| created + chrono::Duration::minutes(minutes.into())))
+        .cancelled_at((outcome == "cancelled").then(|| due - chrono::Duration::hours(1)))
+        .insert(&app.db)
+        .await
+        .expect("insert task");
 }
 
 async fn local_day(app: &TestApp, store: &SeededStore, days_ago: i32) -> String {
@@ -491,9 +504,7 @@ async fn reports_read_the_replica_and_fall_back_when_it_lags_or_stops() {
 #[tokio::test]
 async fn the_analyst_role_reads_reporting_views_and_nothing_else() {
     let (database, db) = common::fresh_database().await;
-    storeops::stores::seed::seed_chain(&db, 2, 1)
-        .await
-        .expect("seed");
+    storeops::seed::seed_chain(&db, 2, 1).await.expect("seed");
     let login = format!("analyst_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "CREATE ROLE {login} LOGIN PASSWORD 'analyst-password' IN ROLE storeops_analyst"

@@ -10,6 +10,7 @@ use std::{
 };
 
 use common::{Process, client, is_leader, url_for_database};
+use storeops::{ids::StoreId, tasks::fixture::TaskFixture};
 use tokio::{io::copy_bidirectional, net::TcpListener, task::JoinHandle};
 
 async fn leaders(client: &reqwest::Client, processes: &[&Process]) -> Vec<usize> {
@@ -208,34 +209,30 @@ async fn a_leader_cut_off_from_the_database_stops_before_its_lease_expires() {
 #[tokio::test]
 async fn overdue_work_escalates_twice_and_expired_work_expires() {
     let (database, db) = common::fresh_database().await;
-    storeops::stores::seed::seed_chain(&db, 2, 0)
-        .await
-        .expect("seed");
+    storeops::seed::seed_chain(&db, 2, 0).await.expect("seed");
     let store: uuid::Uuid = sqlx::query_scalar("SELECT id FROM stores LIMIT 1")
         .fetch_one(&db)
         .await
         .expect("store");
-    let insert = |title: &'static str, due: &'static str, expires: Option<&'static str>| {
+    let insert = |title: &'static str, due: chrono::Duration, expires: Option<chrono::Duration>| {
         let db = db.clone();
         async move {
-            let id = uuid::Uuid::now_v7();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO tasks (id, store_id, kind, source, title, due_at, expires_at, created_by)
-                 VALUES ($1, $2, 'adhoc', 'manual', $3, now() + interval '{due}', {}, 'test')",
-                expires.map_or("NULL".to_owned(), |e| format!("now() + interval '{e}'"))
-            )))
-            .bind(id)
-            .bind(store)
-            .bind(title)
-            .execute(&db)
-            .await
-            .expect("task");
-            id
+            let now = chrono::Utc::now();
+            let mut task = TaskFixture::new(StoreId(store), title).due_at(now + due);
+            if let Some(expires) = expires {
+                task = task.expires_at(now + expires);
+            }
+            task.insert(&db).await.expect("task").0
         }
     };
-    let late = insert("late", "-1 minute", None).await;
-    let future = insert("future", "1 hour", None).await;
-    let expiring = insert("expiring", "-2 hours", Some("-1 minute")).await;
+    let late = insert("late", -chrono::Duration::minutes(1), None).await;
+    let future = insert("future", chrono::Duration::hours(1), None).await;
+    let expiring = insert(
+        "expiring",
+        -chrono::Duration::hours(2),
+        Some(-chrono::Duration::minutes(1)),
+    )
+    .await;
 
     let client = client();
     let mut leader = scheduler(&url_for_database(&common::database_url(), &database), 6);

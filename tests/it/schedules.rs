@@ -7,13 +7,9 @@ use crate::common;
 use std::time::Duration;
 
 use chrono::{Timelike, Utc};
-use common::{RunningWorker, TestApp, amqp_url, eventually, teardown, test_topology, token};
+use common::{RunningWorker, TestApp, eventually, teardown, test_topology, token};
 use serde_json::json;
-use storeops::{
-    events::{consumer::Registry, outbox},
-    scheduler::Job,
-    schedules::{self, Planner},
-};
+use storeops::{events::outbox, scheduler::Job, schedules::Planner};
 use uuid::Uuid;
 
 async fn count(db: &sqlx::PgPool, sql: &'static str, template: Uuid) -> i64 {
@@ -119,9 +115,7 @@ async fn occurrences_are_created_once_per_open_store_inside_the_catch_up_window(
     tx.commit().await.expect("commit");
 
     let topology = test_topology(&[200]);
-    let mut registry = Registry::default();
-    schedules::register_handlers(&mut registry);
-    let worker = RunningWorker::spawn(&app.db, amqp_url(), &topology, registry, true, 4);
+    let worker = RunningWorker::groups(&app.db, &topology, &["schedules"], 4, &[]);
     eventually(
         Duration::from_secs(20),
         "all four schedule.due messages handled",

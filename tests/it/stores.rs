@@ -280,12 +280,10 @@ async fn hot_store_queries_use_their_indexes() {
 #[tokio::test]
 async fn seeding_history_is_deterministic_and_idempotent() {
     let (_, db) = common::fresh_database().await;
-    let first = storeops::stores::seed::seed_chain(&db, 6, 2)
-        .await
-        .expect("seed");
+    let first = storeops::seed::seed_chain(&db, 6, 2).await.expect("seed");
     assert_eq!((first.stores, first.staff, first.templates), (6, 150, 5));
     assert_eq!(first.history_tasks, 6 * 10 * 2);
-    let again = storeops::stores::seed::seed_chain(&db, 6, 2)
+    let again = storeops::seed::seed_chain(&db, 6, 2)
         .await
         .expect("seed again");
     assert_eq!(

@@ -7,7 +7,7 @@ use crate::common;
 use common::{TestApp, assert_problem, token};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use storeops::{auth::Role, stores::StoreId};
+use storeops::{auth::Role, ids::StoreId};
 use uuid::Uuid;
 
 struct Ctx {

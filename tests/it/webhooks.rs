@@ -8,16 +8,17 @@ use std::{
     time::Duration,
 };
 
-use axum::{Router, body::Bytes, http::HeaderMap, http::StatusCode, routing::post};
+use axum::{
+    Router,
+    body::Bytes,
+    http::{HeaderMap, StatusCode},
+    routing::post,
+};
 use common::{
-    RunningWorker, TestApp, amqp_url, assert_problem, broker_channel, eventually, queue_depth,
-    teardown, test_topology, token,
+    RunningWorker, TestApp, assert_problem, broker_channel, eventually, queue_depth, teardown,
+    test_topology, token,
 };
-use storeops::{
-    auth::Role,
-    events::consumer::Registry,
-    webhooks::{self, signature},
-};
+use storeops::{auth::Role, webhooks::signature};
 
 #[tokio::test]
 async fn only_hq_manages_webhooks_and_private_targets_are_refused() {
@@ -221,17 +222,13 @@ async fn setup_delivery(
     *receiver.secret.lock().expect("lock") = created["secret"].as_str().expect("secret").to_owned();
 
     let topology = test_topology(&[200, 400]);
-    let mut registry = Registry::default();
-    webhooks::register_handlers(
-        &mut registry,
-        &storeops::webhooks::WebhookConfig {
-            allow_private_networks: true,
-            timeout: Duration::from_secs(5),
-        },
-        app.db.clone(),
-    )
-    .expect("handlers");
-    let worker = RunningWorker::spawn(&app.db, amqp_url(), &topology, registry, true, 4);
+    let worker = RunningWorker::groups(
+        &app.db,
+        &topology,
+        &["webhooks", "webhook-deliveries"],
+        4,
+        &[("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")],
+    );
     worker.wait_connected().await;
 
     let mut tx = app.db.begin().await.expect("begin");

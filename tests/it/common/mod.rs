@@ -4,20 +4,24 @@
 
 pub mod own_postgres;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use sqlx::{Connection, Executor, PgConnection, PgPool, postgres::PgPoolOptions};
 use storeops::{
     auth::{Claims, JwtSigner, Role},
     config::{ConnectionUrl, Secret},
     events::{
-        WorkerSession,
         broker::{self, BrokerStatus},
-        consumer::{ConsumerOptions, Registry},
-        relay::RelayOptions,
+        consumer::Registry,
         topology::Topology,
     },
-    stores::StoreId,
+    ids::StoreId,
+    roles::worker::WorkerOptions,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -268,7 +272,7 @@ impl TestApp {
         let config = storeops::config::Config::from_lookup(|k| env.get(k).cloned())
             .expect("test configuration");
         if stores > 0 {
-            storeops::stores::seed::seed_chain(&db, stores, 0)
+            storeops::seed::seed_chain(&db, stores, 0)
                 .await
                 .expect("seed chain");
         }
@@ -392,7 +396,45 @@ pub struct RunningWorker {
     handle: tokio::task::JoinHandle<()>,
 }
 
+/// The configuration a test worker runs with: the test's topology (its own prefix and
+/// retry delays) and broker, and `extra` settings, as environment variables.
+pub fn worker_config(
+    url: &ConnectionUrl,
+    topology: &Topology,
+    relay: bool,
+    extra: &[(&str, &str)],
+) -> storeops::config::Config {
+    let delays = topology
+        .retry_delays
+        .iter()
+        .map(|d| d.as_millis().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let env: std::collections::HashMap<String, String> = [
+        ("AMQP_URL", url.expose().to_owned()),
+        ("AMQP_TOPOLOGY_PREFIX", topology.prefix.clone()),
+        ("WORKER_RETRY_DELAYS_MS", delays),
+        ("WORKER_DELIVERY_LIMIT", topology.delivery_limit.to_string()),
+        ("WORKER_MESSAGE_TIMEOUT_SECONDS", "20".to_owned()),
+        ("WORKER_RUN_RELAY", relay.to_string()),
+        ("OUTBOX_BATCH_SIZE", "500".to_owned()),
+        ("OUTBOX_POLL_INTERVAL_MS", "200".to_owned()),
+        ("WEBHOOK_TIMEOUT_SECONDS", "5".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .chain(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )
+    .collect();
+    storeops::config::Config::from_lookup(|k| env.get(k).cloned()).expect("worker configuration")
+}
+
 impl RunningWorker {
+    /// A worker of `registry`'s groups, assembled by `roles::worker::build` as the
+    /// worker role does.
     pub fn spawn(
         db: &PgPool,
         url: ConnectionUrl,
@@ -401,29 +443,44 @@ impl RunningWorker {
         relay: bool,
         concurrency: usize,
     ) -> Self {
-        let session = Arc::new(WorkerSession::new(
+        let config = worker_config(&url, topology, relay, &[]);
+        Self::start(db, &config, registry, &[], concurrency)
+    }
+
+    /// The production worker (every module's handlers) consuming only `groups`, with
+    /// `extra` settings: what `storeops worker --queues …` runs.
+    pub fn groups(
+        db: &PgPool,
+        topology: &Topology,
+        groups: &[&str],
+        concurrency: usize,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let config = worker_config(&amqp_url(), topology, true, extra);
+        let registry = storeops::roles::worker::registry(&config, db).expect("registry");
+        Self::start(db, &config, registry, groups, concurrency)
+    }
+
+    fn start(
+        db: &PgPool,
+        config: &storeops::config::Config,
+        registry: Registry,
+        groups: &[&str],
+        concurrency: usize,
+    ) -> Self {
+        let worker = storeops::roles::worker::build(
+            config,
             db.clone(),
-            Arc::new(topology.clone()),
             registry,
-            ConsumerOptions {
+            &WorkerOptions {
+                queues: groups.iter().map(|g| (*g).to_owned()).collect(),
                 concurrency,
-                prefetch: u16::try_from(concurrency).expect("small"),
-                message_timeout: Duration::from_secs(20),
             },
-            relay.then_some(RelayOptions {
-                batch_size: 500,
-                poll_interval: Duration::from_millis(200),
-            }),
-        ));
+        )
+        .expect("worker");
         let stop = CancellationToken::new();
         let status = BrokerStatus::default();
-        let handle = tokio::spawn(broker::supervise(
-            url,
-            "storeops-test".to_owned(),
-            status.clone(),
-            stop.clone(),
-            session,
-        ));
+        let handle = tokio::spawn(worker.run("storeops-test", status.clone(), stop.clone()));
         Self {
             stop,
             status,
@@ -513,10 +570,28 @@ pub async fn queue_depth(channel: &lapin::Channel, queue: &str) -> u32 {
         .unwrap_or(u32::MAX)
 }
 
-/// Deletes a test topology's queues and exchanges.
+/// Every consumer group of the production worker (a worker consuming some of them
+/// still declares all of them).
+pub fn production_groups() -> Vec<&'static str> {
+    let config = storeops::config::Config::from_lookup(|_| None).expect("defaults");
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .connect_lazy("postgres://unused@127.0.0.1/unused")
+        .expect("lazy pool");
+    storeops::roles::worker::registry(&config, &db)
+        .expect("registry")
+        .all_groups()
+        .map(|g| g.name)
+        .collect()
+}
+
+/// Deletes a test topology's queues and exchanges: `groups`' and the production ones.
 pub async fn teardown(topology: &Topology, groups: &[&str]) {
     let (connection, channel) = broker_channel().await;
-    for group in groups {
+    let mut groups = groups.to_vec();
+    groups.extend(production_groups());
+    groups.sort_unstable();
+    groups.dedup();
+    for group in &groups {
         let mut names = vec![topology.queue(group), topology.dead_queue(group)];
         names.extend(
             (0..topology.retry_delays.len()).filter_map(|i| topology.delay_queue(group, i)),
@@ -551,11 +626,6 @@ pub fn init_logs() {
 }
 
 // ---------------------------------------------------------------- the binary as a process
-
-use std::{
-    process::{Child, Command, ExitStatus, Stdio},
-    time::Instant,
-};
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::{campaigns::Target, error::FieldError, input::rules::CrossFieldRules};
+use crate::{error::FieldError, input::rules::CrossFieldRules, stores::Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
