@@ -20,10 +20,16 @@ bench: services
 	scripts/bench
 
 ## Failure drills on a local multi-process cluster (loadtests/cluster, its own PostgreSQL,
-## RabbitMQ and HAProxy): up, every drill, down, also when a drill fails. Several
-## minutes; not part of `make test`. STOREOPS_BIN=path skips the build and uses that binary.
+## RabbitMQ and HAProxy): up, every drill, down, also when a drill fails; then the
+## point-in-time restore drill. Several minutes; not part of `make test`.
+## STOREOPS_BIN=path skips the build and uses that binary.
 drills:
 	scripts/drills
+
+## The point-in-time restore drill alone (Barman Cloud to the local SeaweedFS, its own
+## PostgreSQL instance, no cluster; about a minute): docs/RELIABILITY.md.
+drill-restore:
+	scripts/drills restore
 
 ## The goose load test of a 1,000-store chain on the local cluster (target/load/).
 load:
