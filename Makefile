@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 DEV_ENV := scripts/dev-env
 
-.PHONY: run test bench drills load services services-down lint build image test-image k8s-check api-fuzz api-fuzz-long
+.PHONY: run test bench drills drill-restore load services services-down lint build image test-image k8s-check api-fuzz api-fuzz-long s3-check
 
 ## Start the services, migrate, seed a 1,000-store chain if empty, run `storeops all`.
 run: services
@@ -20,10 +20,16 @@ bench: services
 	scripts/bench
 
 ## Failure drills on a local multi-process cluster (loadtests/cluster, its own PostgreSQL,
-## RabbitMQ and HAProxy): up, every drill, down, also when a drill fails. Several
-## minutes; not part of `make test`. STOREOPS_BIN=path skips the build and uses that binary.
+## RabbitMQ and HAProxy): up, every drill, down, also when a drill fails; then the
+## point-in-time restore drill. Several minutes; not part of `make test`.
+## STOREOPS_BIN=path skips the build and uses that binary.
 drills:
 	scripts/drills
+
+## The point-in-time restore drill alone (Barman Cloud to the local SeaweedFS, its own
+## PostgreSQL instance, no cluster; about a minute): docs/RELIABILITY.md.
+drill-restore:
+	scripts/drills restore
 
 ## The goose load test of a 1,000-store chain on the local cluster (target/load/).
 load:
@@ -62,3 +68,8 @@ api-fuzz: services
 ## The long run: at least 50,000 cases (about 20 minutes on 2 cores).
 api-fuzz-long: services
 	API_FUZZ_MODE=long scripts/test-api-fuzz
+
+## What the local S3 store (SeaweedFS) enforces on presigned uploads: docs/OBJECT-STORAGE.md.
+s3-check:
+	$(DEV_ENV) up seaweedfs
+	eval "$$($(DEV_ENV) env)" && py=$$(scripts/py-env s3) && "$$py" scripts/s3_presign_check.py
