@@ -9,8 +9,9 @@
 // Usage: node server.mjs --port P --keys jwks.json [--users users.json] [--clients clients.json]
 //          [--issuer URL] [--host 127.0.0.1] [--audience storeops-api[,other]] [--scope storeops]
 //          [--ttl 300] [--default-alg RS256] [--no-nbf] [--ready-file F] [--verbose]
-// Every flag also reads an environment variable: STOREOPS_OIDC_<FLAG> (e.g. STOREOPS_OIDC_TTL).
-// docs/IDENTITY.md describes the files and the tokens.
+// Flags only, no environment: `dev-env env` exports STOREOPS_OIDC_ISSUER and friends for the
+// dev instance, and a test's own instance must not pick those up. docs/IDENTITY.md
+// describes the files and the tokens.
 import http from 'node:http';
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import { writeFileSync, renameSync } from 'node:fs';
@@ -80,19 +81,13 @@ export const DEFAULT_CLIENTS = [
   },
 ];
 
-function envOr(values, name) {
-  if (values[name] !== undefined) return values[name];
-  const env = process.env[`STOREOPS_OIDC_${name.toUpperCase().replaceAll('-', '_')}`];
-  return env === undefined || env === '' ? undefined : env;
-}
-
 function parseConfig(argv) {
   const { values } = parseArgs({ args: argv, options: OPTIONS, strict: true });
   if (values.help) {
     process.stdout.write(`${readUsage()}\n`);
     process.exit(0);
   }
-  const get = (name) => envOr(values, name);
+  const get = (name) => values[name];
   const int = (name, min, max) => {
     const raw = get(name);
     if (raw === undefined) throw new UsageError(`--${name} is required`);
@@ -103,7 +98,7 @@ function parseConfig(argv) {
   };
   const keysPath = get('keys');
   if (!keysPath) throw new UsageError('--keys <jwks.json with private keys> is required');
-  const audiences = (values.audience || [envOr({}, 'audience') || 'storeops-api'])
+  const audiences = (values.audience || ['storeops-api'])
     .flatMap((a) => String(a).split(','))
     .map((a) => a.trim())
     .filter(Boolean);
@@ -112,7 +107,6 @@ function parseConfig(argv) {
   if (!ASYMMETRIC_ALGS.includes(defaultAlg)) {
     throw new UsageError(`--default-alg must be one of ${ASYMMETRIC_ALGS.join(', ')}`);
   }
-  const nbfEnv = process.env.STOREOPS_OIDC_NO_NBF;
   return {
     host: get('host'),
     port: int('port', 0, 65535),
@@ -124,9 +118,9 @@ function parseConfig(argv) {
     scope: String(get('scope')).trim(),
     ttl: int('ttl', 1, 86400),
     defaultAlg,
-    nbf: !(values['no-nbf'] || nbfEnv === '1' || nbfEnv === 'true'),
+    nbf: !values['no-nbf'],
     readyFile: get('ready-file'),
-    verbose: values.verbose || process.env.STOREOPS_OIDC_VERBOSE === '1',
+    verbose: values.verbose,
   };
 }
 
