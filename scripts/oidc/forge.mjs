@@ -19,11 +19,10 @@
 // --header NAME=VALUE (a header member). The forged token goes to stdout.
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 
 import { CompactSign, importJWK, generateKeyPair } from 'jose';
 
-import { UsageError, fail, decodeJwt, readJson } from './lib/common.mjs';
+import { UsageError, fail, decodeJwt, readJson, parseFlags } from './lib/common.mjs';
 
 const PROG = 'forge.mjs';
 const enc = (obj) => Buffer.from(JSON.stringify(obj)).toString('base64url');
@@ -68,7 +67,7 @@ function hmacSecret(jwk, form) {
 }
 
 async function main() {
-  const { values } = parseArgs({
+  const { values } = parseFlags({
     args: process.argv.slice(2),
     options: {
       token: { type: 'string' },

@@ -12,11 +12,10 @@
 // The JWKS goes to stdout, or with --out F to F (written whole, mode 600; F may be the input).
 // Generated keys carry kid, alg and use=sig; the default kid is the key's RFC 7638 thumbprint.
 import { writeFileSync, renameSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 
 import { generateKeyPair, exportJWK, calculateJwkThumbprint } from 'jose';
 
-import { UsageError, fail, readJson, ASYMMETRIC_ALGS } from './lib/common.mjs';
+import { UsageError, fail, readJson, ASYMMETRIC_ALGS, parseFlags } from './lib/common.mjs';
 
 const PROG = 'keys.mjs';
 const PUBLIC_MEMBERS = {
@@ -73,7 +72,7 @@ function output(jwks, out) {
 
 async function main() {
   const [command, ...rest] = process.argv.slice(2);
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseFlags({
     args: rest,
     allowPositionals: true,
     options: {

@@ -15,10 +15,9 @@
 import http from 'node:http';
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import { writeFileSync, renameSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 
 import {
-  UsageError, fail, readJson, resourceFor, audienceFor, ASYMMETRIC_ALGS,
+  UsageError, fail, readJson, resourceFor, audienceFor, ASYMMETRIC_ALGS, parseFlags,
 } from './lib/common.mjs';
 
 const PROG = 'oidc-server';
@@ -82,7 +81,7 @@ export const DEFAULT_CLIENTS = [
 ];
 
 function parseConfig(argv) {
-  const { values } = parseArgs({ args: argv, options: OPTIONS, strict: true });
+  const { values } = parseFlags({ args: argv, options: OPTIONS, strict: true });
   if (values.help) {
     process.stdout.write(`${readUsage()}\n`);
     process.exit(0);

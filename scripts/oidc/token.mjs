@@ -29,10 +29,9 @@
 import { randomBytes, createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import { parseArgs } from 'node:util';
 
 import {
-  UsageError, fail, resourceFor, decodeJwt,
+  UsageError, fail, resourceFor, decodeJwt, parseFlags,
 } from './lib/common.mjs';
 
 const PROG = 'token.mjs';
@@ -75,7 +74,7 @@ class CookieJar {
 }
 
 function options() {
-  const { values } = parseArgs({
+  const { values } = parseFlags({
     args: process.argv.slice(2),
     options: {
       issuer: { type: 'string' },

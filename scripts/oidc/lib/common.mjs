@@ -1,5 +1,6 @@
 // Helpers shared by server.mjs, token.mjs, keys.mjs and forge.mjs.
 import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 
 export class UsageError extends Error {}
 
@@ -8,6 +9,15 @@ export function fail(prog, err) {
   const msg = err instanceof Error ? err.message : String(err);
   process.stderr.write(`${prog}: ${msg}\n`);
   process.exit(err instanceof UsageError ? 2 : 1);
+}
+
+// node:util's parseArgs, its errors (unknown flag, missing value) as usage errors.
+export function parseFlags(config) {
+  try {
+    return parseArgs(config);
+  } catch (err) {
+    throw new UsageError(err.message);
+  }
 }
 
 export function readJson(path, what) {
