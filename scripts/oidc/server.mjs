@@ -8,7 +8,7 @@
 //
 // Usage: node server.mjs --port P --keys jwks.json [--users users.json] [--clients clients.json]
 //          [--issuer URL] [--host 127.0.0.1] [--audience storeops-api[,other]] [--scope storeops]
-//          [--ttl 300] [--default-alg RS256] [--no-nbf] [--ready-file F] [--verbose]
+//          [--ttl 300] [--default-alg ALG] [--no-nbf] [--ready-file F] [--verbose]
 // Flags only, no environment: `dev-env env` exports STOREOPS_OIDC_ISSUER and friends for the
 // dev instance, and a test's own instance must not pick those up. docs/IDENTITY.md
 // describes the files and the tokens.
@@ -32,7 +32,7 @@ const OPTIONS = {
   audience: { type: 'string', multiple: true },
   scope: { type: 'string', default: 'storeops' },
   ttl: { type: 'string', default: '300' },
-  'default-alg': { type: 'string', default: 'RS256' },
+  'default-alg': { type: 'string' },
   'no-nbf': { type: 'boolean', default: false },
   'ready-file': { type: 'string' },
   verbose: { type: 'boolean', default: false },
@@ -103,7 +103,7 @@ function parseConfig(argv) {
     .filter(Boolean);
   if (!audiences.length) throw new UsageError('--audience must name at least one audience');
   const defaultAlg = get('default-alg');
-  if (!ASYMMETRIC_ALGS.includes(defaultAlg)) {
+  if (defaultAlg !== undefined && !ASYMMETRIC_ALGS.includes(defaultAlg)) {
     throw new UsageError(`--default-alg must be one of ${ASYMMETRIC_ALGS.join(', ')}`);
   }
   return {
@@ -134,7 +134,8 @@ function readUsage() {
   --audience A        accepted audience(s), comma-separated or repeated; the first is the default (storeops-api)
   --scope S           the resource's scopes, space-separated (default "storeops")
   --ttl SECONDS       access and ID token lifetime (default 300)
-  --default-alg ALG   access token alg for clients without access_token_alg (default RS256)
+  --default-alg ALG   access token alg for clients without access_token_alg
+                      (default RS256 when the key file has an RS256 key, else the first key's alg)
   --no-nbf            leave nbf out of access tokens (by default nbf = iat)
   --ready-file F      write {"issuer","port","pid"} to F once listening
   --verbose           log every request to stderr`;
@@ -340,6 +341,10 @@ async function buildProvider(Provider, errors, cfg, issuer, keys, users, clients
   const audienceSet = new Set(cfg.audiences);
   const signingAlgs = new Set(keys.map(keyAlg).filter(Boolean));
   const idTokenAlg = signingAlgs.has('RS256') ? 'RS256' : keyAlg(keys[0]);
+  if (cfg.defaultAlg && !signingAlgs.has(cfg.defaultAlg)) {
+    throw new UsageError(`--default-alg ${cfg.defaultAlg}: the key file has no key for it`);
+  }
+  const defaultAlg = cfg.defaultAlg || idTokenAlg;
 
   const providerClients = clients.map((c) => {
     const { access_token_alg: alg, token_claims: tokenClaims, ...rest } = c;
@@ -447,7 +452,7 @@ async function buildProvider(Provider, errors, cfg, issuer, keys, users, clients
             audience,
             accessTokenTTL: cfg.ttl,
             accessTokenFormat: 'jwt',
-            jwt: { sign: { alg: client.access_token_alg || cfg.defaultAlg } },
+            jwt: { sign: { alg: client.access_token_alg || defaultAlg } },
           };
         },
       },

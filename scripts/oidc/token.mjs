@@ -157,14 +157,22 @@ function request(opts, url, init = {}) {
   });
 }
 
+const unescapeHtml = (s) => s.replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<')
+  .replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+
+// The error of an OAuth JSON answer, or of server.mjs's error page (its JSON in a <pre>), or
+// the sign-in page's alert, or the page's text.
 function errorText(text) {
-  try {
-    const json = JSON.parse(text);
-    if (json.error) return `${json.error}${json.error_description ? `: ${json.error_description}` : ''}`;
-  } catch { /* not JSON */ }
-  const alert = /<p role="alert"[^>]*>([^<]*)</.exec(text) || /<pre>([\s\S]*?)<\/pre>/.exec(text);
-  const snippet = alert ? alert[1] : text.replace(/<[^>]+>/g, ' ');
-  return snippet.replace(/&quot;/g, '"').replace(/&amp;/g, '&').replace(/\s+/g, ' ').trim().slice(0, 300);
+  const pre = /<pre>([\s\S]*?)<\/pre>/.exec(text);
+  for (const candidate of [text, pre && unescapeHtml(pre[1])]) {
+    try {
+      const json = JSON.parse(candidate);
+      if (json.error) return `${json.error}${json.error_description ? `: ${json.error_description}` : ''}`;
+    } catch { /* not JSON */ }
+  }
+  const alert = /<p role="alert"[^>]*>([^<]*)</.exec(text);
+  const snippet = alert ? unescapeHtml(alert[1]) : unescapeHtml(text.replace(/<[^>]+>/g, ' '));
+  return snippet.replace(/\s+/g, ' ').trim().slice(0, 300);
 }
 
 function parseJson(response, what) {
@@ -255,7 +263,8 @@ async function userToken(opts, meta) {
       throw new Error(`sign-in refused for ${opts.user}: ${errorText(body)}`);
     }
     if (response.status !== 200) {
-      throw new Error(`${url} answered ${response.status}: ${errorText(body)}`);
+      const { origin, pathname } = new URL(url);
+      throw new Error(`${origin}${pathname} answered ${response.status}: ${errorText(body)}`);
     }
     const form = parseForm(body, url);
     if (!form) throw new Error(`${url}: a page without a form where sign-in or consent was expected`);
