@@ -7,7 +7,7 @@
 
 Every rendered object is validated against its API schema: core objects with
 kubernetes-validate --strict for each Kubernetes version in K8S_VERSIONS, custom resources
-against the openAPIV3Schema of their operator's CRD in ../shared/k8s-crds/ (unknown fields
+against the openAPIV3Schema of their operator's CRD in k8s/crds/ (unknown fields
 rejected, as kubectl's strict field validation does). Then what SPEC §6/§11 ask of them,
 checked against the sources rather than a hand list: every environment variable a
 manifest sets is one src/ reads; probes and ports agree with HTTP_ADDR/ADMIN_ADDR and the
@@ -33,7 +33,9 @@ import render  # noqa: E402  (k8s/render.py)
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
-CRD_DIR = pathlib.Path(os.environ.get("STOREOPS_K8S_CRDS", ROOT.parent / "shared" / "k8s-crds"))
+# The operators' CRDs live in the repository (k8s/crds/README.md: versions and sources), so a
+# clone alone validates.
+CRD_DIR = pathlib.Path(os.environ.get("STOREOPS_K8S_CRDS", HERE / "crds"))
 # Supported cluster versions: the Kubernetes releases still maintained upstream or by the
 # big providers' extended support, up to the newest kubernetes-validate knows.
 K8S_VERSIONS = ("1.32", "1.33", "1.34", "1.35", "1.36", "1.37")
@@ -177,7 +179,7 @@ def crd_schemas(directory=CRD_DIR):
     """(apiVersion, kind) -> a validator, from every CRD in `directory`."""
     directory = pathlib.Path(directory)
     if not directory.is_dir():
-        raise SystemExit(f"check: CRD folder {directory} is missing (see ../shared/k8s-crds/README.md); "
+        raise SystemExit(f"check: CRD folder {directory} is missing (see k8s/crds/README.md); "
                          "custom resources cannot be validated")
     schemas = {}
     for path in sorted(directory.glob("*.yaml")):
