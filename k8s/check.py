@@ -1,27 +1,33 @@
 #!/usr/bin/env python3
 """Offline checks of the storeops manifests (no cluster needed).
 
-    k8s/check.py                 # renders base and every overlay (k8s/render.py), checks them
+    k8s/check.py                 # builds base and every overlay with plain kustomize, checks them
     k8s/check.py --self-test     # also proves that broken manifests fail the check
     k8s/check.py rendered.yaml   # checks already rendered manifests
 
-Every rendered object is validated against its API schema: core objects with
-kubernetes-validate --strict for each Kubernetes version in K8S_VERSIONS, custom resources
-against the openAPIV3Schema of their operator's CRD in k8s/crds/ (unknown fields
-rejected, as kubectl's strict field validation does). Then what SPEC §6/§11 ask of them,
-checked against the sources rather than a hand list: every environment variable a
-manifest sets is one src/ reads; probes and ports agree with HTTP_ADDR/ADMIN_ADDR and the
-declared container ports; the worker classes run every consumer group of src/ exactly once
-and KEDA watches exactly their queues; shutdown grace covers drain and in-flight work; the
-CloudNativePG Cluster has scripts/dev-env's WAL settings; the PrometheusRule and the
-dashboard ConfigMaps equal the files in dashboards/. Run with the python of scripts/py-env.
+What is checked is what `kustomize build` / `kubectl apply -k` give with default settings
+(no load-restrictor flag, no post-processing), as a GitOps tool applies it. First, the files
+k8s/generate.py makes from dashboards/ must be what is committed. Then every rendered
+object is validated against its API schema: core objects with kubernetes-validate --strict
+for each Kubernetes version in K8S_VERSIONS, custom resources against the openAPIV3Schema
+of their operator's CRD in k8s/crds/ (unknown fields rejected, as kubectl's strict field
+validation does). Then what SPEC §6/§11 ask of them, checked against the sources rather
+than a hand list: every environment variable a manifest sets is one src/ reads; probes and
+ports agree with HTTP_ADDR/ADMIN_ADDR and the declared container ports; the worker classes
+run every consumer group of src/ exactly once and KEDA watches exactly their queues;
+shutdown grace covers drain and in-flight work; the CloudNativePG Cluster has
+scripts/dev-env's WAL settings; the PrometheusRule and the dashboard ConfigMaps equal the
+files in dashboards/. Run with the python of scripts/py-env.
 """
 import copy
 import functools
 import os
 import pathlib
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 
 import jsonschema
@@ -29,7 +35,7 @@ import kubernetes_validate.utils as kv
 import yaml
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import render  # noqa: E402  (k8s/render.py)
+import generate  # noqa: E402  (k8s/generate.py)
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -45,6 +51,30 @@ SECRET_KEYS = ("DATABASE_URL", "DATABASE_REPLICA_URLS", "AMQP_URL", "AUTH_JWT_SE
 APP_KINDS = {"Deployment", "Service", "HorizontalPodAutoscaler", "ScaledObject", "TriggerAuthentication",
              "PodDisruptionBudget", "PodMonitor", "NetworkPolicy", "Job", "ConfigMap", "ServiceAccount"}
 OVERLAY_KINDS = APP_KINDS | {"Cluster", "RabbitmqCluster", "PrometheusRule"}
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering: plain kustomize, as `kubectl apply -k` and GitOps tools run it
+
+
+def kustomize_command():
+    beside = pathlib.Path(sys.executable).parent / "kubectl"
+    if os.access(beside, os.X_OK):
+        return [str(beside), "kustomize"]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    raise SystemExit("check: need kubectl or kustomize (scripts/py-env installs kubectl)")
+
+
+def render(path):
+    """The objects `kustomize build <path>` gives with default settings (a list of dicts)."""
+    cmd = kustomize_command() + [str(path)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"check: {' '.join(cmd)} failed:\n{done.stderr}")
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
 # ---------------------------------------------------------------------------------------
@@ -656,12 +686,42 @@ def self_test(docs, name):
             failures.append(f"self-test: {what}: the check did not fail with {expected!r} (got {found[:3]})")
         else:
             print(f"self-test: {what}: fails as it should", file=sys.stderr)
+    for what, caught in EXTRA_SELF_TESTS:
+        if caught():
+            print(f"self-test: {what}: fails as it should", file=sys.stderr)
+        else:
+            failures.append(f"self-test: {what}: the check did not fail")
+    return failures
+
+
+def _missing_crd_folder_fails():
     try:
         crd_schemas.__wrapped__(CRD_DIR / "no-such-folder")
-        failures.append("self-test: a missing CRD folder did not fail the check")
-    except SystemExit as e:
-        print(f"self-test: a missing CRD folder fails as it should ({str(e)[:60]}...)", file=sys.stderr)
-    return failures
+    except SystemExit:
+        return True
+    return False
+
+
+def _edited_dashboards_are_drift():
+    """dashboards/ changed (a rule's threshold, a dashboard's title) without k8s/generate.py."""
+    caught = []
+    for name, edit in (("alerts.yaml", lambda t: t + "  - name: edited\n    rules: []\n"),
+                       ("api.json", lambda t: t.replace('"title": "', '"title": "edited ', 1))):
+        with tempfile.TemporaryDirectory() as tmp:
+            for f in (ROOT / "dashboards").iterdir():
+                if f.is_file():
+                    shutil.copy(f, tmp)
+            edited = pathlib.Path(tmp) / name
+            before = edited.read_text()
+            edited.write_text(edit(before))
+            caught.append(edited.read_text() != before and bool(generate.drift(generate.generated(tmp))))
+    return all(caught)
+
+
+EXTRA_SELF_TESTS = [
+    ("a missing CRD folder", _missing_crd_folder_fails),
+    ("dashboards/ edited without running k8s/generate.py", _edited_dashboards_are_drift),
+]
 
 
 # ---------------------------------------------------------------------------------------
@@ -683,8 +743,14 @@ def main(argv):
         targets = [(f, [d for d in yaml.safe_load_all(pathlib.Path(f).read_text()) if d]) for f in files]
     else:
         dirs = [HERE / "base"] + sorted(p for p in (HERE / "overlays").iterdir() if p.is_dir())
-        targets = [(str(t.relative_to(ROOT)), render.render(t)) for t in dirs]
+        targets = [(str(t.relative_to(ROOT)), render(t)) for t in dirs]
     ok = True
+    stale = generate.drift()
+    for name in stale:
+        print(f"generated: {name} differs from what k8s/generate.py makes of dashboards/; run k8s/generate.py",
+              file=sys.stderr)
+    print(f"generated from dashboards/: {'OK' if not stale else f'{len(stale)} stale file(s)'}")
+    ok = not stale
     for name, docs in targets:
         errors = check(name, docs)
         report(name, docs, errors)
@@ -694,7 +760,8 @@ def main(argv):
         failures = self_test(overlay[1], overlay[0])
         for f in failures:
             print(f, file=sys.stderr)
-        print(f"self-test: {len(MUTATIONS) + 1 - len(failures)} of {len(MUTATIONS) + 1} broken manifests fail the check")
+        total = len(MUTATIONS) + len(EXTRA_SELF_TESTS)
+        print(f"self-test: {total - len(failures)} of {total} broken manifests fail the check")
         ok = ok and not failures
     print(f"k8s check: {len(targets)} renders, Kubernetes {K8S_VERSIONS[0]}-{K8S_VERSIONS[-1]}, "
           f"CRDs from {CRD_DIR}: {'OK' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
