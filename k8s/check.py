@@ -427,9 +427,16 @@ def _check_deployments(kinds, configmaps):
             err(f"{where}: fewer than 2 replicas")
         if not any(t.get("topologyKey") == "kubernetes.io/hostname" for t in spec.get("topologySpreadConstraints", [])):
             err(f"{where}: no topologySpreadConstraint across kubernetes.io/hostname")
-        if not any(p["spec"].get("minAvailable") == 1 and _matches(p["spec"]["selector"].get("matchLabels"), labels)
-                   for p in pdbs):
-            err(f"{where}: no PodDisruptionBudget with minAvailable 1 selecting its pods")
+        # maxUnavailable 1: a drain takes one pod at a time whatever the autoscaler runs (a
+        # minAvailable would let it take all but that many at the peak).
+        mine_pdbs = [p for p in pdbs if _matches(p["spec"]["selector"].get("matchLabels"), labels)]
+        if len(mine_pdbs) != 1:
+            err(f"{where}: {len(mine_pdbs)} PodDisruptionBudgets select its pods, want one")
+        for p in mine_pdbs:
+            if "minAvailable" in p["spec"] or p["spec"].get("maxUnavailable") != 1:
+                err(f"{where}: PodDisruptionBudget {p['metadata']['name']} has minAvailable "
+                    f"{p['spec'].get('minAvailable')} / maxUnavailable {p['spec'].get('maxUnavailable')}: "
+                    "want maxUnavailable 1 and no minAvailable")
         mine = [m for m in monitors if _matches(m["spec"]["selector"].get("matchLabels"), labels)]
         if not any(e.get("port") == "admin" and e.get("path", "/metrics") == "/metrics"
                    for m in mine for e in m["spec"].get("podMetricsEndpoints", [])):
@@ -521,7 +528,7 @@ def _check_workers(kinds, configmaps):
         lo, hi = s.get("minReplicaCount", 0), s.get("maxReplicaCount", 100)
         if lo < 2 or hi < lo:
             err(f"ScaledObject {so['metadata']['name']}: min {lo} max {hi}: want 2 <= min <= max "
-                "(never scale a class to zero; PDB minAvailable 1 needs 2 for drains)")
+                "(never scale a class to zero; with 2 pods a drain (PDB maxUnavailable 1) leaves one consuming)")
         down = s.get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("behavior", {}).get("scaleDown", {})
         if down.get("stabilizationWindowSeconds", 0) < 60:
             err(f"ScaledObject {so['metadata']['name']}: scale-down stabilisation window under 60 s")
@@ -670,6 +677,9 @@ MUTATIONS = [
                        and d["metadata"].get("labels", {}).get("grafana_dashboard")
                        )["data"].update({"api.json": "{}"}),
      "differs from dashboards/"),
+    ("an api PodDisruptionBudget by minAvailable (a drain may take all but one pod)",
+     lambda docs: _spec(docs, "PodDisruptionBudget", "storeops-api").update(minAvailable=1, maxUnavailable=None),
+     "want maxUnavailable 1 and no minAvailable"),
     ("WAL settings other than scripts/dev-env's",
      lambda docs: _spec(docs, "Cluster")["postgresql"]["parameters"].update(max_wal_size="1GB"),
      "scripts/dev-env uses"),
