@@ -118,7 +118,8 @@ def known_env():
 @functools.lru_cache(maxsize=None)
 def config_defaults():
     """NAME -> default, for variables parsed with a literal number or bool default."""
-    found = re.findall(r'"([A-Z][A-Z0-9_]+)",\s*([0-9][0-9_]*|true|false)\b', config_source())
+    found = re.findall(r'"([A-Z][A-Z0-9_]+)",\s*([0-9][0-9_]*|true|false)(?:u8|u16|u32|u64|usize)?\b',
+                       config_source())
     return {name: (value == "true" if value in ("true", "false") else int(value.replace("_", "")))
             for name, value in found}
 
@@ -364,6 +365,7 @@ def check(name, docs, crds=None, overlay=None):
     errors += _check_network(kinds)
     if "Cluster" in kinds or "RabbitmqCluster" in kinds:
         errors += _check_platform(kinds)
+        errors += _check_connection_budget(kinds, configmaps)
     if "PrometheusRule" in kinds or overlay:
         errors += _check_monitoring(kinds)
     return errors
@@ -540,6 +542,116 @@ def _check_workers(kinds, configmaps):
     return errors
 
 
+# ---------------------------------------------------------------------------------------
+# The connection budget: at every autoscaler's maximum, with a rollout's surge pod on top,
+# the pods' pools stay under the database's max_connections with headroom (SPEC §11).
+
+# PostgreSQL's default superuser_reserved_connections, which CloudNativePG keeps: slots
+# only superusers may take.
+SUPERUSER_RESERVED_DEFAULT = 3
+# CloudNativePG's own sessions on each instance (instance manager, metrics exporter,
+# backups); they are superuser sessions that take ordinary slots first.
+OPERATOR_CONNECTIONS = 10
+# Kept free for people (psql, `kubectl cnpg psql`), a `storeops dlq`/`prune` run, and pods
+# still terminating while their replacements open pools during a rollout.
+HEADROOM = 0.10
+
+
+def _pods_at_most(deployment, hpas, scaled):
+    """(pods, why): the Deployment's pods at its autoscaler's maximum plus its rollout surge."""
+    name = deployment["metadata"]["name"]
+    if name in hpas:
+        pods, why = hpas[name]["spec"]["maxReplicas"], "HPA max"
+    elif name in scaled:
+        # KEDA's default maxReplicaCount is 100.
+        pods, why = scaled[name]["spec"].get("maxReplicaCount", 100), "ScaledObject max"
+    else:
+        pods, why = deployment["spec"].get("replicas", 1), "replicas"
+    strategy = deployment["spec"].get("strategy", {})
+    surge = 0
+    if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+        value = strategy.get("rollingUpdate", {}).get("maxSurge", "25%")
+        surge = -(-pods * int(value[:-1]) // 100) if isinstance(value, str) else int(value)
+    return pods + surge, f"{why} {pods} + surge {surge}"
+
+
+def _int_env(env, name):
+    value = env.get(name)
+    return int(value) if value not in (None, "") else config_defaults()[name]
+
+
+def connection_budget(kinds, configmaps):
+    """What every pool may open at once against what the Cluster allows, as a dict:
+    primary/replica: [(workload, pods, per pod, subtotal, how)], usable, max_connections."""
+    (pg,) = kinds["Cluster"].values()
+    params = pg["spec"].get("postgresql", {}).get("parameters", {})
+    max_connections = int(params.get("max_connections", 100))
+    reserved = int(params.get("superuser_reserved_connections", SUPERUSER_RESERVED_DEFAULT)) + \
+        int(params.get("reserved_connections", 0))
+    usable = max_connections - reserved - OPERATOR_CONNECTIONS - -(-max_connections * int(HEADROOM * 100) // 100)
+    hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in kinds.get("HorizontalPodAutoscaler", {}).values()}
+    scaled = {s["spec"]["scaleTargetRef"]["name"]: s for s in kinds.get("ScaledObject", {}).values()}
+    primary, replica = [], []
+    for dname, d in sorted(kinds.get("Deployment", {}).items()):
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        env = _env(c, configmaps)
+        pods, how = _pods_at_most(d, hpas, scaled)
+        pool = _int_env(env, "DATABASE_POOL_MAX")
+        per_pod, what = pool, f"DATABASE_POOL_MAX {pool}"
+        if c.get("args", [None])[0] in ("api", "all"):
+            # The reporting pools: one on the primary (reports fall back to it when no
+            # replica is fresh), one per replica URL (storeops-db-ro: one).
+            reports = _int_env(env, "REPORT_POOL_MAX")
+            per_pod, what = pool + reports, f"{what} + REPORT_POOL_MAX {reports}"
+            replica.append((f"Deployment {dname}", pods, reports, pods * reports, f"{how}; REPORT_POOL_MAX {reports}"))
+        primary.append((f"Deployment {dname}", pods, per_pod, pods * per_pod, f"{how}; {what}"))
+    for jname, j in sorted(kinds.get("Job", {}).items()):
+        (c,) = j["spec"]["template"]["spec"]["containers"]
+        pool = _int_env(_env(c, configmaps), "DATABASE_POOL_MAX")
+        pods = j["spec"].get("parallelism", 1)
+        primary.append((f"Job {jname}", pods, pool, pods * pool, f"parallelism {pods}; DATABASE_POOL_MAX {pool}"))
+    return {"primary": primary, "replica": replica, "usable": usable, "max_connections": max_connections,
+            "reserved": reserved}
+
+
+def budget_summary(kinds, configmaps):
+    b = connection_budget(kinds, configmaps)
+    used = sum(row[3] for row in b["primary"])
+    on_replica = sum(row[3] for row in b["replica"])
+    return (f"connections at every autoscaler's maximum: primary {used}, a replica {on_replica}, of "
+            f"{b['usable']} usable (max_connections {b['max_connections']} - {b['reserved']} reserved - "
+            f"{OPERATOR_CONNECTIONS} operator - {int(HEADROOM * 100)}% headroom)")
+
+
+def _check_connection_budget(kinds, configmaps):
+    errors = []
+    if len(kinds.get("Cluster", {})) != 1:
+        return errors
+    b = connection_budget(kinds, configmaps)
+    for side in ("primary", "replica"):
+        used = sum(row[3] for row in b[side])
+        if used > b["usable"]:
+            detail = "; ".join(f"{w}: {pods} x {per} = {sub} ({how})" for w, pods, per, sub, how in b[side])
+            errors.append(f"connections to the {side} at every autoscaler's maximum: {used} > {b['usable']} usable "
+                          f"(max_connections {b['max_connections']} - {b['reserved']} reserved - "
+                          f"{OPERATOR_CONNECTIONS} operator - {int(HEADROOM * 100)}% headroom): {detail}. "
+                          "Lower the pods' pools (DATABASE_POOL_MAX, REPORT_POOL_MAX), the autoscalers' "
+                          "maxima, or raise max_connections (k8s/README.md, connection budget)")
+    # A worker handles each message in a transaction of its own and the relay holds a LISTEN
+    # connection and polls: a smaller pool makes handlers wait for connections.
+    for dname, d in kinds.get("Deployment", {}).items():
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        args = c.get("args", [])
+        if not args or args[0] != "worker" or "--concurrency" not in args:
+            continue
+        env = _env(c, configmaps)
+        need = int(args[args.index("--concurrency") + 1]) + (2 if _flag(env, "WORKER_RUN_RELAY") else 0)
+        if _int_env(env, "DATABASE_POOL_MAX") < need:
+            errors.append(f"Deployment {dname}: DATABASE_POOL_MAX {_int_env(env, 'DATABASE_POOL_MAX')} < "
+                          f"{need} (--concurrency, + 2 for the outbox relay): handlers would wait for connections")
+    return errors
+
+
 def _check_network(kinds):
     errors = []
     api = kinds.get("Deployment", {}).get("storeops-api", {}).get("spec", {}).get("template", {})
@@ -680,6 +792,18 @@ MUTATIONS = [
     ("an api PodDisruptionBudget by minAvailable (a drain may take all but one pod)",
      lambda docs: _spec(docs, "PodDisruptionBudget", "storeops-api").update(minAvailable=1, maxUnavailable=None),
      "want maxUnavailable 1 and no minAvailable"),
+    ("the api's HPA maximum raised past the connection budget",
+     lambda docs: _spec(docs, "HorizontalPodAutoscaler", "storeops-api").update(maxReplicas=60),
+     "connections to the primary at every autoscaler's maximum"),
+    ("the per-Deployment pools removed (every pod at the binary's default DATABASE_POOL_MAX 20)",
+     lambda docs: [c["env"].__setitem__(slice(None), [e for e in c.get("env", []) if e["name"] != "DATABASE_POOL_MAX"])
+                   for d in docs if d["kind"] in ("Deployment", "Job")
+                   for c in d["spec"]["template"]["spec"]["containers"] if "env" in c],
+     "connections to the primary at every autoscaler's maximum"),
+    ("a worker pool smaller than its concurrency",
+     lambda docs: [e.update(value="4") for e in _container(docs, "Deployment", "storeops-worker-general")["env"]
+                   if e["name"] == "DATABASE_POOL_MAX"],
+     "handlers would wait for connections"),
     ("WAL settings other than scripts/dev-env's",
      lambda docs: _spec(docs, "Cluster")["postgresql"]["parameters"].update(max_wal_size="1GB"),
      "scripts/dev-env uses"),
@@ -728,7 +852,15 @@ def _edited_dashboards_are_drift():
     return all(caught)
 
 
+def _oversized_overlay_fails():
+    """k8s/selftest/oversized: production with more api pods than the budget allows."""
+    errors = check("k8s/selftest/oversized", render(HERE / "selftest" / "oversized"), overlay=True)
+    return any("connections to the primary at every autoscaler's maximum" in e for e in errors) and \
+        all("connections to" in e for e in errors)
+
+
 EXTRA_SELF_TESTS = [
+    ("the oversized overlay k8s/selftest/oversized (30 api pods)", _oversized_overlay_fails),
     ("a missing CRD folder", _missing_crd_folder_fails),
     ("dashboards/ edited without running k8s/generate.py", _edited_dashboards_are_drift),
 ]
@@ -743,6 +875,8 @@ def report(name, docs, errors):
         print(f"{name}: {e}", file=sys.stderr)
     summary = ", ".join(f"{len(v)} {k}" for k, v in sorted(kinds.items()))
     print(f"{name}: {len(docs)} objects ({summary}): " + ("OK" if not errors else f"{len(errors)} problem(s)"))
+    if len(kinds.get("Cluster", {})) == 1:
+        print(f"{name}: {budget_summary(kinds, kinds.get('ConfigMap', {}))}")
 
 
 def main(argv):
