@@ -368,6 +368,13 @@ def check(name, docs, crds=None, overlay=None):
         errors += _check_connection_budget(kinds, configmaps)
     if "PrometheusRule" in kinds or overlay:
         errors += _check_monitoring(kinds)
+    if name.endswith("production") or "ObjectStore" in kinds or "ScheduledBackup" in kinds:
+        errors += _check_backups(kinds)
+        if not errors:
+            # The runbook's restore manifest (k8s/restore.py) is a valid Cluster for this overlay.
+            import restore  # noqa: E402  (k8s/restore.py imports this module)
+            restored = restore.restore_cluster(docs, "2026-11-25T09:41:00Z")
+            errors += [f"k8s/restore.py's Cluster: {e}" for e in schema_errors(restored, crds)]
     return errors
 
 
@@ -539,6 +546,55 @@ def _check_workers(kinds, configmaps):
             err(f"consumer group {group!r} runs in {seen.get(group, [])}: want exactly one worker class")
     if seen and not relays:
         err("no worker class runs the outbox relay (WORKER_RUN_RELAY)")
+    return errors
+
+
+# ---------------------------------------------------------------------------------------
+# Backups (SPEC §11): WAL archive + daily base backups to an object store, 30 days.
+
+BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
+RETENTION = "30d"
+
+
+def _check_backups(kinds):
+    errors = []
+    err = errors.append
+    stores = kinds.get("ObjectStore", {})
+    clusters = kinds.get("Cluster", {})
+    if not stores:
+        err("no ObjectStore (Barman Cloud Plugin): the database has no backups")
+    for sname, store in stores.items():
+        spec = store["spec"]
+        conf = spec.get("configuration", {})
+        if spec.get("retentionPolicy") != RETENTION:
+            err(f"ObjectStore {sname}: retentionPolicy {spec.get('retentionPolicy')!r}, want {RETENTION!r}")
+        for part in ("wal", "data"):
+            if not conf.get(part, {}).get("compression"):
+                err(f"ObjectStore {sname}: {part} is not compressed")
+        creds = [conf.get(k) for k in ("s3Credentials", "azureCredentials", "googleCredentials") if conf.get(k)]
+        if len(creds) != 1:
+            err(f"ObjectStore {sname}: want one set of credentials (a Secret reference or the pod's identity)")
+    for cname, cluster in clusters.items():
+        archivers = [pl for pl in cluster["spec"].get("plugins", [])
+                     if pl.get("name") == BARMAN_PLUGIN and pl.get("isWALArchiver") and pl.get("enabled", True)]
+        if not archivers:
+            err(f"Cluster {cname}: no WAL archive (spec.plugins {BARMAN_PLUGIN} with isWALArchiver: true)")
+        for pl in archivers:
+            if pl.get("parameters", {}).get("barmanObjectName") not in stores:
+                err(f"Cluster {cname}: archives to ObjectStore {pl.get('parameters', {}).get('barmanObjectName')!r}, "
+                    "which the manifests do not define")
+        daily = [b for b in kinds.get("ScheduledBackup", {}).values()
+                 if b["spec"].get("cluster", {}).get("name") == cname]
+        if not daily:
+            err(f"Cluster {cname}: no ScheduledBackup")
+        for b in daily:
+            bs = b["spec"]
+            fields = bs.get("schedule", "").split()
+            if len(fields) != 6 or fields[3:] != ["*", "*", "*"] or not all(f.isdigit() for f in fields[:3]):
+                err(f"ScheduledBackup {b['metadata']['name']}: schedule {bs.get('schedule')!r} is not once a day "
+                    "(six fields, seconds first)")
+            if bs.get("method") != "plugin" or bs.get("pluginConfiguration", {}).get("name") != BARMAN_PLUGIN:
+                err(f"ScheduledBackup {b['metadata']['name']}: not method plugin through {BARMAN_PLUGIN}")
     return errors
 
 
@@ -804,6 +860,15 @@ MUTATIONS = [
      lambda docs: [e.update(value="4") for e in _container(docs, "Deployment", "storeops-worker-general")["env"]
                    if e["name"] == "DATABASE_POOL_MAX"],
      "handlers would wait for connections"),
+    ("production without a WAL archive",
+     lambda docs: _spec(docs, "Cluster").pop("plugins"),
+     "no WAL archive"),
+    ("backups kept 7 days instead of 30",
+     lambda docs: _spec(docs, "ObjectStore").update(retentionPolicy="7d"),
+     "retentionPolicy '7d'"),
+    ("an hourly base backup schedule where a daily one is meant",
+     lambda docs: _spec(docs, "ScheduledBackup").update(schedule="0 0 * * * *"),
+     "is not once a day"),
     ("WAL settings other than scripts/dev-env's",
      lambda docs: _spec(docs, "Cluster")["postgresql"]["parameters"].update(max_wal_size="1GB"),
      "scripts/dev-env uses"),
