@@ -172,6 +172,62 @@ def alert_groups():
 
 
 # ---------------------------------------------------------------------------------------
+# The rules' conventions (dashboards/alerts.yaml's header): namespace kept, severities,
+# runbooks, tests
+
+
+SEVERITIES = ("critical", "warning", "info")
+AGGREGATION = re.compile(r"\b(sum|min|max|avg|count|group|stddev|stdvar|topk|bottomk|quantile|count_values)"
+                         r"\s*(?:(by|without)\s*\(([^)]*)\))?\s*\(")
+
+
+def github_anchors(markdown):
+    """The anchors GitHub gives the headings of a Markdown text (lower case, punctuation
+    dropped, spaces to hyphens, repeats numbered)."""
+    anchors, seen = set(), {}
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", markdown, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        anchors.add(slug if n == 0 else f"{slug}-{n}")
+    return anchors
+
+
+def rule_problems(groups, tests, runbooks):
+    """Problems of the rules `groups` against the conventions, their promtool `tests`
+    (alerts_test.yaml, parsed) and the runbooks' Markdown."""
+    problems = []
+    anchors = github_anchors(runbooks)
+    firing = {case["alertname"] for t in tests.get("tests", []) for case in t.get("alert_rule_test", [])
+              if case.get("exp_alerts")}
+    for group in groups:
+        for rule in group["rules"]:
+            name = rule.get("alert") or rule.get("record")
+            for m in AGGREGATION.finditer(rule["expr"]):
+                op, how, labels = m.group(1), m.group(2), [x.strip() for x in (m.group(3) or "").split(",")]
+                if how is None:
+                    problems.append(f"{name}: {op}(...) without `by`: it aggregates namespace away")
+                elif (how == "by") != ("namespace" in labels):
+                    problems.append(f"{name}: {op} {how} ({m.group(3)}) drops namespace")
+            if "alert" not in rule:
+                continue
+            if rule.get("labels", {}).get("severity") not in SEVERITIES:
+                problems.append(f"{name}: severity {rule.get('labels', {}).get('severity')!r}, want one of {SEVERITIES}")
+            url = rule.get("annotations", {}).get("runbook_url", "")
+            if not url.startswith("docs/RUNBOOKS.md#") or url.split("#", 1)[1] not in anchors:
+                problems.append(f"{name}: runbook_url {url!r} is not a heading of docs/RUNBOOKS.md")
+            if name not in firing:
+                problems.append(f"{name}: no case in dashboards/alerts_test.yaml where it fires")
+    return problems
+
+
+def alert_rule_problems():
+    tests = yaml.safe_load(_read("dashboards/alerts_test.yaml"))
+    runbooks = (ROOT / "docs" / "RUNBOOKS.md").read_text() if (ROOT / "docs" / "RUNBOOKS.md").is_file() else ""
+    return rule_problems(alert_groups(), tests, runbooks)
+
+
+# ---------------------------------------------------------------------------------------
 # Schemas
 
 
@@ -924,7 +980,26 @@ def _oversized_overlay_fails():
         all("connections to" in e for e in errors)
 
 
+def _rule_mutations_fail():
+    """A bare max(), a `by` without namespace, an unknown runbook anchor, a wrong severity and
+    an alert without a test must each be reported."""
+    groups = copy.deepcopy(alert_groups())
+    tests = yaml.safe_load(_read("dashboards/alerts_test.yaml"))
+    runbooks = (ROOT / "docs" / "RUNBOOKS.md").read_text()
+    alerts = [r for g in groups for r in g["rules"] if "alert" in r]
+    alerts[0]["expr"] = "max(storeops_outbox_oldest_age_seconds) > 180"
+    alerts[1]["expr"] = "sum by (queue) (rate(storeops_messages_consumed_total[5m])) > 1"
+    alerts[2]["annotations"]["runbook_url"] = "docs/RUNBOOKS.md#no-such-heading"
+    alerts[3]["labels"]["severity"] = "page"
+    alerts[4]["alert"] = "StoreopsUntested"
+    found = rule_problems(groups, tests, runbooks)
+    wanted = ("without `by`", "drops namespace", "is not a heading", "severity 'page'", "StoreopsUntested: no case")
+    return all(any(w in f for f in found) for w in wanted)
+
+
 EXTRA_SELF_TESTS = [
+    ("alert rules: a bare max(), a by without namespace, a dead runbook link, severity page, an untested alert",
+     _rule_mutations_fail),
     ("the oversized overlay k8s/selftest/oversized (30 api pods)", _oversized_overlay_fails),
     ("a missing CRD folder", _missing_crd_folder_fails),
     ("dashboards/ edited without running k8s/generate.py", _edited_dashboards_are_drift),
@@ -959,7 +1034,13 @@ def main(argv):
         print(f"generated: {name} differs from what k8s/generate.py makes of dashboards/; run k8s/generate.py",
               file=sys.stderr)
     print(f"generated from dashboards/: {'OK' if not stale else f'{len(stale)} stale file(s)'}")
-    ok = not stale
+    rule_errors = alert_rule_problems()
+    for e in rule_errors:
+        print(f"dashboards/alerts.yaml: {e}", file=sys.stderr)
+    print(f"dashboards/alerts.yaml: {len(alert_groups())} groups, "
+          f"{sum(len(g['rules']) for g in alert_groups())} rules: "
+          + ("namespace kept, severities, runbooks and tests OK" if not rule_errors else f"{len(rule_errors)} problem(s)"))
+    ok = not stale and not rule_errors
     for name, docs in targets:
         errors = check(name, docs)
         report(name, docs, errors)
