@@ -412,6 +412,9 @@ def check(name, docs, crds=None, overlay=None):
                 errors += _check_pod_ports(where, c, env)
     if len(images) > 1:
         err(f"workloads run different images: {sorted(images)}")
+    # Production runs exactly what a release pushed (scripts/release sets the digest).
+    if name.endswith("production") and not all(re.search(r"@sha256:[0-9a-f]{64}$", i) for i in images):
+        err(f"production images {sorted(images)} are not pinned by digest (scripts/release)")
     if not any(j["spec"]["template"]["spec"]["containers"][0].get("args") == ["migrate", "up"]
                for j in kinds.get("Job", {}).values()):
         err("no Job running `migrate up`")
@@ -925,6 +928,10 @@ MUTATIONS = [
     ("an hourly base backup schedule where a daily one is meant",
      lambda docs: _spec(docs, "ScheduledBackup").update(schedule="0 0 * * * *"),
      "is not once a day"),
+    ("a production image by tag only",
+     lambda docs: [c.update(image=c["image"].split("@")[0]) for d in docs if d["kind"] in ("Deployment", "Job")
+                   for c in d["spec"]["template"]["spec"]["containers"]],
+     "not pinned by digest"),
     ("WAL settings other than scripts/dev-env's",
      lambda docs: _spec(docs, "Cluster")["postgresql"]["parameters"].update(max_wal_size="1GB"),
      "scripts/dev-env uses"),
@@ -1017,6 +1024,9 @@ def report(name, docs, errors):
     print(f"{name}: {len(docs)} objects ({summary}): " + ("OK" if not errors else f"{len(errors)} problem(s)"))
     if len(kinds.get("Cluster", {})) == 1:
         print(f"{name}: {budget_summary(kinds, kinds.get('ConfigMap', {}))}")
+    if any(c["image"].endswith("@sha256:" + "0" * 64) for d in kinds.get("Deployment", {}).values()
+           for c in d["spec"]["template"]["spec"]["containers"]):
+        print(f"{name}: note: the image digest is the placeholder until the first scripts/release")
 
 
 def main(argv):
