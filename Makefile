@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 DEV_ENV := scripts/dev-env
 
-.PHONY: run test bench drills drill-restore load services services-down lint build image test-image k8s-check api-fuzz api-fuzz-long s3-check
+.PHONY: run test bench drills drill-restore load services services-down lint build image release test-image k8s-check api-fuzz api-fuzz-long s3-check
 
 ## Start the services, migrate, seed a 1,000-store chain if empty, run `storeops all`.
 run: services
@@ -48,9 +48,14 @@ lint:
 build:
 	cargo build --locked
 
-## The OCI image, offline with buildah (`cargo build --release` first; STOREOPS_BINARY=path reuses a binary).
+## The OCI image and its SBOM (target/image/*.cdx.json), offline with buildah
+## (`cargo build --release` first; STOREOPS_BINARY=path reuses a binary).
 image:
 	scripts/image
+
+## Push the image and pin its digest in the production overlay: make release REPOSITORY=... TAG=...
+release:
+	scripts/release "$(REPOSITORY)" "$(TAG)"
 
 ## Build the image from the debug binary and run it as Kubernetes would (needs `make build` first).
 test-image: services

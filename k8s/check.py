@@ -1,27 +1,33 @@
 #!/usr/bin/env python3
 """Offline checks of the storeops manifests (no cluster needed).
 
-    k8s/check.py                 # renders base and every overlay (k8s/render.py), checks them
+    k8s/check.py                 # builds base and every overlay with plain kustomize, checks them
     k8s/check.py --self-test     # also proves that broken manifests fail the check
     k8s/check.py rendered.yaml   # checks already rendered manifests
 
-Every rendered object is validated against its API schema: core objects with
-kubernetes-validate --strict for each Kubernetes version in K8S_VERSIONS, custom resources
-against the openAPIV3Schema of their operator's CRD in ../shared/k8s-crds/ (unknown fields
-rejected, as kubectl's strict field validation does). Then what SPEC §6/§11 ask of them,
-checked against the sources rather than a hand list: every environment variable a
-manifest sets is one src/ reads; probes and ports agree with HTTP_ADDR/ADMIN_ADDR and the
-declared container ports; the worker classes run every consumer group of src/ exactly once
-and KEDA watches exactly their queues; shutdown grace covers drain and in-flight work; the
-CloudNativePG Cluster has scripts/dev-env's WAL settings; the PrometheusRule and the
-dashboard ConfigMaps equal the files in dashboards/. Run with the python of scripts/py-env.
+What is checked is what `kustomize build` / `kubectl apply -k` give with default settings
+(no load-restrictor flag, no post-processing), as a GitOps tool applies it. First, the files
+k8s/generate.py makes from dashboards/ must be what is committed. Then every rendered
+object is validated against its API schema: core objects with kubernetes-validate --strict
+for each Kubernetes version in K8S_VERSIONS, custom resources against the openAPIV3Schema
+of their operator's CRD in k8s/crds/ (unknown fields rejected, as kubectl's strict field
+validation does). Then what SPEC §6/§11 ask of them, checked against the sources rather
+than a hand list: every environment variable a manifest sets is one src/ reads; probes and
+ports agree with HTTP_ADDR/ADMIN_ADDR and the declared container ports; the worker classes
+run every consumer group of src/ exactly once and KEDA watches exactly their queues;
+shutdown grace covers drain and in-flight work; the CloudNativePG Cluster has
+scripts/dev-env's WAL settings; the PrometheusRule and the dashboard ConfigMaps equal the
+files in dashboards/. Run with the python of scripts/py-env.
 """
 import copy
 import functools
 import os
 import pathlib
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 
 import jsonschema
@@ -29,11 +35,13 @@ import kubernetes_validate.utils as kv
 import yaml
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import render  # noqa: E402  (k8s/render.py)
+import generate  # noqa: E402  (k8s/generate.py)
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
-CRD_DIR = pathlib.Path(os.environ.get("STOREOPS_K8S_CRDS", ROOT.parent / "shared" / "k8s-crds"))
+# The operators' CRDs live in the repository (k8s/crds/README.md: versions and sources), so a
+# clone alone validates.
+CRD_DIR = pathlib.Path(os.environ.get("STOREOPS_K8S_CRDS", HERE / "crds"))
 # Supported cluster versions: the Kubernetes releases still maintained upstream or by the
 # big providers' extended support, up to the newest kubernetes-validate knows.
 K8S_VERSIONS = ("1.32", "1.33", "1.34", "1.35", "1.36", "1.37")
@@ -43,6 +51,30 @@ SECRET_KEYS = ("DATABASE_URL", "DATABASE_REPLICA_URLS", "AMQP_URL", "AUTH_JWT_SE
 APP_KINDS = {"Deployment", "Service", "HorizontalPodAutoscaler", "ScaledObject", "TriggerAuthentication",
              "PodDisruptionBudget", "PodMonitor", "NetworkPolicy", "Job", "ConfigMap", "ServiceAccount"}
 OVERLAY_KINDS = APP_KINDS | {"Cluster", "RabbitmqCluster", "PrometheusRule"}
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering: plain kustomize, as `kubectl apply -k` and GitOps tools run it
+
+
+def kustomize_command():
+    beside = pathlib.Path(sys.executable).parent / "kubectl"
+    if os.access(beside, os.X_OK):
+        return [str(beside), "kustomize"]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    raise SystemExit("check: need kubectl or kustomize (scripts/py-env installs kubectl)")
+
+
+def render(path):
+    """The objects `kustomize build <path>` gives with default settings (a list of dicts)."""
+    cmd = kustomize_command() + [str(path)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"check: {' '.join(cmd)} failed:\n{done.stderr}")
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
 # ---------------------------------------------------------------------------------------
@@ -86,7 +118,8 @@ def known_env():
 @functools.lru_cache(maxsize=None)
 def config_defaults():
     """NAME -> default, for variables parsed with a literal number or bool default."""
-    found = re.findall(r'"([A-Z][A-Z0-9_]+)",\s*([0-9][0-9_]*|true|false)\b', config_source())
+    found = re.findall(r'"([A-Z][A-Z0-9_]+)",\s*([0-9][0-9_]*|true|false)(?:u8|u16|u32|u64|usize)?\b',
+                       config_source())
     return {name: (value == "true" if value in ("true", "false") else int(value.replace("_", "")))
             for name, value in found}
 
@@ -139,6 +172,62 @@ def alert_groups():
 
 
 # ---------------------------------------------------------------------------------------
+# The rules' conventions (dashboards/alerts.yaml's header): namespace kept, severities,
+# runbooks, tests
+
+
+SEVERITIES = ("critical", "warning", "info")
+AGGREGATION = re.compile(r"\b(sum|min|max|avg|count|group|stddev|stdvar|topk|bottomk|quantile|count_values)"
+                         r"\s*(?:(by|without)\s*\(([^)]*)\))?\s*\(")
+
+
+def github_anchors(markdown):
+    """The anchors GitHub gives the headings of a Markdown text (lower case, punctuation
+    dropped, spaces to hyphens, repeats numbered)."""
+    anchors, seen = set(), {}
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", markdown, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        anchors.add(slug if n == 0 else f"{slug}-{n}")
+    return anchors
+
+
+def rule_problems(groups, tests, runbooks):
+    """Problems of the rules `groups` against the conventions, their promtool `tests`
+    (alerts_test.yaml, parsed) and the runbooks' Markdown."""
+    problems = []
+    anchors = github_anchors(runbooks)
+    firing = {case["alertname"] for t in tests.get("tests", []) for case in t.get("alert_rule_test", [])
+              if case.get("exp_alerts")}
+    for group in groups:
+        for rule in group["rules"]:
+            name = rule.get("alert") or rule.get("record")
+            for m in AGGREGATION.finditer(rule["expr"]):
+                op, how, labels = m.group(1), m.group(2), [x.strip() for x in (m.group(3) or "").split(",")]
+                if how is None:
+                    problems.append(f"{name}: {op}(...) without `by`: it aggregates namespace away")
+                elif (how == "by") != ("namespace" in labels):
+                    problems.append(f"{name}: {op} {how} ({m.group(3)}) drops namespace")
+            if "alert" not in rule:
+                continue
+            if rule.get("labels", {}).get("severity") not in SEVERITIES:
+                problems.append(f"{name}: severity {rule.get('labels', {}).get('severity')!r}, want one of {SEVERITIES}")
+            url = rule.get("annotations", {}).get("runbook_url", "")
+            if not url.startswith("docs/RUNBOOKS.md#") or url.split("#", 1)[1] not in anchors:
+                problems.append(f"{name}: runbook_url {url!r} is not a heading of docs/RUNBOOKS.md")
+            if name not in firing:
+                problems.append(f"{name}: no case in dashboards/alerts_test.yaml where it fires")
+    return problems
+
+
+def alert_rule_problems():
+    tests = yaml.safe_load(_read("dashboards/alerts_test.yaml"))
+    runbooks = (ROOT / "docs" / "RUNBOOKS.md").read_text() if (ROOT / "docs" / "RUNBOOKS.md").is_file() else ""
+    return rule_problems(alert_groups(), tests, runbooks)
+
+
+# ---------------------------------------------------------------------------------------
 # Schemas
 
 
@@ -177,7 +266,7 @@ def crd_schemas(directory=CRD_DIR):
     """(apiVersion, kind) -> a validator, from every CRD in `directory`."""
     directory = pathlib.Path(directory)
     if not directory.is_dir():
-        raise SystemExit(f"check: CRD folder {directory} is missing (see ../shared/k8s-crds/README.md); "
+        raise SystemExit(f"check: CRD folder {directory} is missing (see k8s/crds/README.md); "
                          "custom resources cannot be validated")
     schemas = {}
     for path in sorted(directory.glob("*.yaml")):
@@ -323,6 +412,9 @@ def check(name, docs, crds=None, overlay=None):
                 errors += _check_pod_ports(where, c, env)
     if len(images) > 1:
         err(f"workloads run different images: {sorted(images)}")
+    # Production runs exactly what a release pushed (scripts/release sets the digest).
+    if name.endswith("production") and not all(re.search(r"@sha256:[0-9a-f]{64}$", i) for i in images):
+        err(f"production images {sorted(images)} are not pinned by digest (scripts/release)")
     if not any(j["spec"]["template"]["spec"]["containers"][0].get("args") == ["migrate", "up"]
                for j in kinds.get("Job", {}).values()):
         err("no Job running `migrate up`")
@@ -332,8 +424,16 @@ def check(name, docs, crds=None, overlay=None):
     errors += _check_network(kinds)
     if "Cluster" in kinds or "RabbitmqCluster" in kinds:
         errors += _check_platform(kinds)
+        errors += _check_connection_budget(kinds, configmaps)
     if "PrometheusRule" in kinds or overlay:
         errors += _check_monitoring(kinds)
+    if name.endswith("production") or "ObjectStore" in kinds or "ScheduledBackup" in kinds:
+        errors += _check_backups(kinds)
+        if not errors:
+            # The runbook's restore manifest (k8s/restore.py) is a valid Cluster for this overlay.
+            import restore  # noqa: E402  (k8s/restore.py imports this module)
+            restored = restore.restore_cluster(docs, "2026-11-25T09:41:00Z")
+            errors += [f"k8s/restore.py's Cluster: {e}" for e in schema_errors(restored, crds)]
     return errors
 
 
@@ -395,9 +495,16 @@ def _check_deployments(kinds, configmaps):
             err(f"{where}: fewer than 2 replicas")
         if not any(t.get("topologyKey") == "kubernetes.io/hostname" for t in spec.get("topologySpreadConstraints", [])):
             err(f"{where}: no topologySpreadConstraint across kubernetes.io/hostname")
-        if not any(p["spec"].get("minAvailable") == 1 and _matches(p["spec"]["selector"].get("matchLabels"), labels)
-                   for p in pdbs):
-            err(f"{where}: no PodDisruptionBudget with minAvailable 1 selecting its pods")
+        # maxUnavailable 1: a drain takes one pod at a time whatever the autoscaler runs (a
+        # minAvailable would let it take all but that many at the peak).
+        mine_pdbs = [p for p in pdbs if _matches(p["spec"]["selector"].get("matchLabels"), labels)]
+        if len(mine_pdbs) != 1:
+            err(f"{where}: {len(mine_pdbs)} PodDisruptionBudgets select its pods, want one")
+        for p in mine_pdbs:
+            if "minAvailable" in p["spec"] or p["spec"].get("maxUnavailable") != 1:
+                err(f"{where}: PodDisruptionBudget {p['metadata']['name']} has minAvailable "
+                    f"{p['spec'].get('minAvailable')} / maxUnavailable {p['spec'].get('maxUnavailable')}: "
+                    "want maxUnavailable 1 and no minAvailable")
         mine = [m for m in monitors if _matches(m["spec"]["selector"].get("matchLabels"), labels)]
         if not any(e.get("port") == "admin" and e.get("path", "/metrics") == "/metrics"
                    for m in mine for e in m["spec"].get("podMetricsEndpoints", [])):
@@ -489,7 +596,7 @@ def _check_workers(kinds, configmaps):
         lo, hi = s.get("minReplicaCount", 0), s.get("maxReplicaCount", 100)
         if lo < 2 or hi < lo:
             err(f"ScaledObject {so['metadata']['name']}: min {lo} max {hi}: want 2 <= min <= max "
-                "(never scale a class to zero; PDB minAvailable 1 needs 2 for drains)")
+                "(never scale a class to zero; with 2 pods a drain (PDB maxUnavailable 1) leaves one consuming)")
         down = s.get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("behavior", {}).get("scaleDown", {})
         if down.get("stabilizationWindowSeconds", 0) < 60:
             err(f"ScaledObject {so['metadata']['name']}: scale-down stabilisation window under 60 s")
@@ -498,6 +605,165 @@ def _check_workers(kinds, configmaps):
             err(f"consumer group {group!r} runs in {seen.get(group, [])}: want exactly one worker class")
     if seen and not relays:
         err("no worker class runs the outbox relay (WORKER_RUN_RELAY)")
+    return errors
+
+
+# ---------------------------------------------------------------------------------------
+# Backups (SPEC §11): WAL archive + daily base backups to an object store, 30 days.
+
+BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
+RETENTION = "30d"
+
+
+def _check_backups(kinds):
+    errors = []
+    err = errors.append
+    stores = kinds.get("ObjectStore", {})
+    clusters = kinds.get("Cluster", {})
+    if not stores:
+        err("no ObjectStore (Barman Cloud Plugin): the database has no backups")
+    for sname, store in stores.items():
+        spec = store["spec"]
+        conf = spec.get("configuration", {})
+        if spec.get("retentionPolicy") != RETENTION:
+            err(f"ObjectStore {sname}: retentionPolicy {spec.get('retentionPolicy')!r}, want {RETENTION!r}")
+        for part in ("wal", "data"):
+            if not conf.get(part, {}).get("compression"):
+                err(f"ObjectStore {sname}: {part} is not compressed")
+        creds = [conf.get(k) for k in ("s3Credentials", "azureCredentials", "googleCredentials") if conf.get(k)]
+        if len(creds) != 1:
+            err(f"ObjectStore {sname}: want one set of credentials (a Secret reference or the pod's identity)")
+    for cname, cluster in clusters.items():
+        archivers = [pl for pl in cluster["spec"].get("plugins", [])
+                     if pl.get("name") == BARMAN_PLUGIN and pl.get("isWALArchiver") and pl.get("enabled", True)]
+        if not archivers:
+            err(f"Cluster {cname}: no WAL archive (spec.plugins {BARMAN_PLUGIN} with isWALArchiver: true)")
+        for pl in archivers:
+            if pl.get("parameters", {}).get("barmanObjectName") not in stores:
+                err(f"Cluster {cname}: archives to ObjectStore {pl.get('parameters', {}).get('barmanObjectName')!r}, "
+                    "which the manifests do not define")
+        daily = [b for b in kinds.get("ScheduledBackup", {}).values()
+                 if b["spec"].get("cluster", {}).get("name") == cname]
+        if not daily:
+            err(f"Cluster {cname}: no ScheduledBackup")
+        for b in daily:
+            bs = b["spec"]
+            fields = bs.get("schedule", "").split()
+            if len(fields) != 6 or fields[3:] != ["*", "*", "*"] or not all(f.isdigit() for f in fields[:3]):
+                err(f"ScheduledBackup {b['metadata']['name']}: schedule {bs.get('schedule')!r} is not once a day "
+                    "(six fields, seconds first)")
+            if bs.get("method") != "plugin" or bs.get("pluginConfiguration", {}).get("name") != BARMAN_PLUGIN:
+                err(f"ScheduledBackup {b['metadata']['name']}: not method plugin through {BARMAN_PLUGIN}")
+    return errors
+
+
+# ---------------------------------------------------------------------------------------
+# The connection budget: at every autoscaler's maximum, with a rollout's surge pod on top,
+# the pods' pools stay under the database's max_connections with headroom (SPEC §11).
+
+# PostgreSQL's default superuser_reserved_connections, which CloudNativePG keeps: slots
+# only superusers may take.
+SUPERUSER_RESERVED_DEFAULT = 3
+# CloudNativePG's own sessions on each instance (instance manager, metrics exporter,
+# backups); they are superuser sessions that take ordinary slots first.
+OPERATOR_CONNECTIONS = 10
+# Kept free for people (psql, `kubectl cnpg psql`), a `storeops dlq`/`prune` run, and pods
+# still terminating while their replacements open pools during a rollout.
+HEADROOM = 0.10
+
+
+def _pods_at_most(deployment, hpas, scaled):
+    """(pods, why): the Deployment's pods at its autoscaler's maximum plus its rollout surge."""
+    name = deployment["metadata"]["name"]
+    if name in hpas:
+        pods, why = hpas[name]["spec"]["maxReplicas"], "HPA max"
+    elif name in scaled:
+        # KEDA's default maxReplicaCount is 100.
+        pods, why = scaled[name]["spec"].get("maxReplicaCount", 100), "ScaledObject max"
+    else:
+        pods, why = deployment["spec"].get("replicas", 1), "replicas"
+    strategy = deployment["spec"].get("strategy", {})
+    surge = 0
+    if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+        value = strategy.get("rollingUpdate", {}).get("maxSurge", "25%")
+        surge = -(-pods * int(value[:-1]) // 100) if isinstance(value, str) else int(value)
+    return pods + surge, f"{why} {pods} + surge {surge}"
+
+
+def _int_env(env, name):
+    value = env.get(name)
+    return int(value) if value not in (None, "") else config_defaults()[name]
+
+
+def connection_budget(kinds, configmaps):
+    """What every pool may open at once against what the Cluster allows, as a dict:
+    primary/replica: [(workload, pods, per pod, subtotal, how)], usable, max_connections."""
+    (pg,) = kinds["Cluster"].values()
+    params = pg["spec"].get("postgresql", {}).get("parameters", {})
+    max_connections = int(params.get("max_connections", 100))
+    reserved = int(params.get("superuser_reserved_connections", SUPERUSER_RESERVED_DEFAULT)) + \
+        int(params.get("reserved_connections", 0))
+    usable = max_connections - reserved - OPERATOR_CONNECTIONS - -(-max_connections * int(HEADROOM * 100) // 100)
+    hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in kinds.get("HorizontalPodAutoscaler", {}).values()}
+    scaled = {s["spec"]["scaleTargetRef"]["name"]: s for s in kinds.get("ScaledObject", {}).values()}
+    primary, replica = [], []
+    for dname, d in sorted(kinds.get("Deployment", {}).items()):
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        env = _env(c, configmaps)
+        pods, how = _pods_at_most(d, hpas, scaled)
+        pool = _int_env(env, "DATABASE_POOL_MAX")
+        per_pod, what = pool, f"DATABASE_POOL_MAX {pool}"
+        if c.get("args", [None])[0] in ("api", "all"):
+            # The reporting pools: one on the primary (reports fall back to it when no
+            # replica is fresh), one per replica URL (storeops-db-ro: one).
+            reports = _int_env(env, "REPORT_POOL_MAX")
+            per_pod, what = pool + reports, f"{what} + REPORT_POOL_MAX {reports}"
+            replica.append((f"Deployment {dname}", pods, reports, pods * reports, f"{how}; REPORT_POOL_MAX {reports}"))
+        primary.append((f"Deployment {dname}", pods, per_pod, pods * per_pod, f"{how}; {what}"))
+    for jname, j in sorted(kinds.get("Job", {}).items()):
+        (c,) = j["spec"]["template"]["spec"]["containers"]
+        pool = _int_env(_env(c, configmaps), "DATABASE_POOL_MAX")
+        pods = j["spec"].get("parallelism", 1)
+        primary.append((f"Job {jname}", pods, pool, pods * pool, f"parallelism {pods}; DATABASE_POOL_MAX {pool}"))
+    return {"primary": primary, "replica": replica, "usable": usable, "max_connections": max_connections,
+            "reserved": reserved}
+
+
+def budget_summary(kinds, configmaps):
+    b = connection_budget(kinds, configmaps)
+    used = sum(row[3] for row in b["primary"])
+    on_replica = sum(row[3] for row in b["replica"])
+    return (f"connections at every autoscaler's maximum: primary {used}, a replica {on_replica}, of "
+            f"{b['usable']} usable (max_connections {b['max_connections']} - {b['reserved']} reserved - "
+            f"{OPERATOR_CONNECTIONS} operator - {int(HEADROOM * 100)}% headroom)")
+
+
+def _check_connection_budget(kinds, configmaps):
+    errors = []
+    if len(kinds.get("Cluster", {})) != 1:
+        return errors
+    b = connection_budget(kinds, configmaps)
+    for side in ("primary", "replica"):
+        used = sum(row[3] for row in b[side])
+        if used > b["usable"]:
+            detail = "; ".join(f"{w}: {pods} x {per} = {sub} ({how})" for w, pods, per, sub, how in b[side])
+            errors.append(f"connections to the {side} at every autoscaler's maximum: {used} > {b['usable']} usable "
+                          f"(max_connections {b['max_connections']} - {b['reserved']} reserved - "
+                          f"{OPERATOR_CONNECTIONS} operator - {int(HEADROOM * 100)}% headroom): {detail}. "
+                          "Lower the pods' pools (DATABASE_POOL_MAX, REPORT_POOL_MAX), the autoscalers' "
+                          "maxima, or raise max_connections (k8s/README.md, connection budget)")
+    # A worker handles each message in a transaction of its own and the relay holds a LISTEN
+    # connection and polls: a smaller pool makes handlers wait for connections.
+    for dname, d in kinds.get("Deployment", {}).items():
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        args = c.get("args", [])
+        if not args or args[0] != "worker" or "--concurrency" not in args:
+            continue
+        env = _env(c, configmaps)
+        need = int(args[args.index("--concurrency") + 1]) + (2 if _flag(env, "WORKER_RUN_RELAY") else 0)
+        if _int_env(env, "DATABASE_POOL_MAX") < need:
+            errors.append(f"Deployment {dname}: DATABASE_POOL_MAX {_int_env(env, 'DATABASE_POOL_MAX')} < "
+                          f"{need} (--concurrency, + 2 for the outbox relay): handlers would wait for connections")
     return errors
 
 
@@ -638,6 +904,34 @@ MUTATIONS = [
                        and d["metadata"].get("labels", {}).get("grafana_dashboard")
                        )["data"].update({"api.json": "{}"}),
      "differs from dashboards/"),
+    ("an api PodDisruptionBudget by minAvailable (a drain may take all but one pod)",
+     lambda docs: _spec(docs, "PodDisruptionBudget", "storeops-api").update(minAvailable=1, maxUnavailable=None),
+     "want maxUnavailable 1 and no minAvailable"),
+    ("the api's HPA maximum raised past the connection budget",
+     lambda docs: _spec(docs, "HorizontalPodAutoscaler", "storeops-api").update(maxReplicas=60),
+     "connections to the primary at every autoscaler's maximum"),
+    ("the per-Deployment pools removed (every pod at the binary's default DATABASE_POOL_MAX 20)",
+     lambda docs: [c["env"].__setitem__(slice(None), [e for e in c.get("env", []) if e["name"] != "DATABASE_POOL_MAX"])
+                   for d in docs if d["kind"] in ("Deployment", "Job")
+                   for c in d["spec"]["template"]["spec"]["containers"] if "env" in c],
+     "connections to the primary at every autoscaler's maximum"),
+    ("a worker pool smaller than its concurrency",
+     lambda docs: [e.update(value="4") for e in _container(docs, "Deployment", "storeops-worker-general")["env"]
+                   if e["name"] == "DATABASE_POOL_MAX"],
+     "handlers would wait for connections"),
+    ("production without a WAL archive",
+     lambda docs: _spec(docs, "Cluster").pop("plugins"),
+     "no WAL archive"),
+    ("backups kept 7 days instead of 30",
+     lambda docs: _spec(docs, "ObjectStore").update(retentionPolicy="7d"),
+     "retentionPolicy '7d'"),
+    ("an hourly base backup schedule where a daily one is meant",
+     lambda docs: _spec(docs, "ScheduledBackup").update(schedule="0 0 * * * *"),
+     "is not once a day"),
+    ("a production image by tag only",
+     lambda docs: [c.update(image=c["image"].split("@")[0]) for d in docs if d["kind"] in ("Deployment", "Job")
+                   for c in d["spec"]["template"]["spec"]["containers"]],
+     "not pinned by digest"),
     ("WAL settings other than scripts/dev-env's",
      lambda docs: _spec(docs, "Cluster")["postgresql"]["parameters"].update(max_wal_size="1GB"),
      "scripts/dev-env uses"),
@@ -654,12 +948,69 @@ def self_test(docs, name):
             failures.append(f"self-test: {what}: the check did not fail with {expected!r} (got {found[:3]})")
         else:
             print(f"self-test: {what}: fails as it should", file=sys.stderr)
+    for what, caught in EXTRA_SELF_TESTS:
+        if caught():
+            print(f"self-test: {what}: fails as it should", file=sys.stderr)
+        else:
+            failures.append(f"self-test: {what}: the check did not fail")
+    return failures
+
+
+def _missing_crd_folder_fails():
     try:
         crd_schemas.__wrapped__(CRD_DIR / "no-such-folder")
-        failures.append("self-test: a missing CRD folder did not fail the check")
-    except SystemExit as e:
-        print(f"self-test: a missing CRD folder fails as it should ({str(e)[:60]}...)", file=sys.stderr)
-    return failures
+    except SystemExit:
+        return True
+    return False
+
+
+def _edited_dashboards_are_drift():
+    """dashboards/ changed (a rule's threshold, a dashboard's title) without k8s/generate.py."""
+    caught = []
+    for name, edit in (("alerts.yaml", lambda t: t + "  - name: edited\n    rules: []\n"),
+                       ("api.json", lambda t: t.replace('"title": "', '"title": "edited ', 1))):
+        with tempfile.TemporaryDirectory() as tmp:
+            for f in (ROOT / "dashboards").iterdir():
+                if f.is_file():
+                    shutil.copy(f, tmp)
+            edited = pathlib.Path(tmp) / name
+            before = edited.read_text()
+            edited.write_text(edit(before))
+            caught.append(edited.read_text() != before and bool(generate.drift(generate.generated(tmp))))
+    return all(caught)
+
+
+def _oversized_overlay_fails():
+    """k8s/selftest/oversized: production with more api pods than the budget allows."""
+    errors = check("k8s/selftest/oversized", render(HERE / "selftest" / "oversized"), overlay=True)
+    return any("connections to the primary at every autoscaler's maximum" in e for e in errors) and \
+        all("connections to" in e for e in errors)
+
+
+def _rule_mutations_fail():
+    """A bare max(), a `by` without namespace, an unknown runbook anchor, a wrong severity and
+    an alert without a test must each be reported."""
+    groups = copy.deepcopy(alert_groups())
+    tests = yaml.safe_load(_read("dashboards/alerts_test.yaml"))
+    runbooks = (ROOT / "docs" / "RUNBOOKS.md").read_text()
+    alerts = [r for g in groups for r in g["rules"] if "alert" in r]
+    alerts[0]["expr"] = "max(storeops_outbox_oldest_age_seconds) > 180"
+    alerts[1]["expr"] = "sum by (queue) (rate(storeops_messages_consumed_total[5m])) > 1"
+    alerts[2]["annotations"]["runbook_url"] = "docs/RUNBOOKS.md#no-such-heading"
+    alerts[3]["labels"]["severity"] = "page"
+    alerts[4]["alert"] = "StoreopsUntested"
+    found = rule_problems(groups, tests, runbooks)
+    wanted = ("without `by`", "drops namespace", "is not a heading", "severity 'page'", "StoreopsUntested: no case")
+    return all(any(w in f for f in found) for w in wanted)
+
+
+EXTRA_SELF_TESTS = [
+    ("alert rules: a bare max(), a by without namespace, a dead runbook link, severity page, an untested alert",
+     _rule_mutations_fail),
+    ("the oversized overlay k8s/selftest/oversized (30 api pods)", _oversized_overlay_fails),
+    ("a missing CRD folder", _missing_crd_folder_fails),
+    ("dashboards/ edited without running k8s/generate.py", _edited_dashboards_are_drift),
+]
 
 
 # ---------------------------------------------------------------------------------------
@@ -671,6 +1022,11 @@ def report(name, docs, errors):
         print(f"{name}: {e}", file=sys.stderr)
     summary = ", ".join(f"{len(v)} {k}" for k, v in sorted(kinds.items()))
     print(f"{name}: {len(docs)} objects ({summary}): " + ("OK" if not errors else f"{len(errors)} problem(s)"))
+    if len(kinds.get("Cluster", {})) == 1:
+        print(f"{name}: {budget_summary(kinds, kinds.get('ConfigMap', {}))}")
+    if any(c["image"].endswith("@sha256:" + "0" * 64) for d in kinds.get("Deployment", {}).values()
+           for c in d["spec"]["template"]["spec"]["containers"]):
+        print(f"{name}: note: the image digest is the placeholder until the first scripts/release")
 
 
 def main(argv):
@@ -681,8 +1037,20 @@ def main(argv):
         targets = [(f, [d for d in yaml.safe_load_all(pathlib.Path(f).read_text()) if d]) for f in files]
     else:
         dirs = [HERE / "base"] + sorted(p for p in (HERE / "overlays").iterdir() if p.is_dir())
-        targets = [(str(t.relative_to(ROOT)), render.render(t)) for t in dirs]
+        targets = [(str(t.relative_to(ROOT)), render(t)) for t in dirs]
     ok = True
+    stale = generate.drift()
+    for name in stale:
+        print(f"generated: {name} differs from what k8s/generate.py makes of dashboards/; run k8s/generate.py",
+              file=sys.stderr)
+    print(f"generated from dashboards/: {'OK' if not stale else f'{len(stale)} stale file(s)'}")
+    rule_errors = alert_rule_problems()
+    for e in rule_errors:
+        print(f"dashboards/alerts.yaml: {e}", file=sys.stderr)
+    print(f"dashboards/alerts.yaml: {len(alert_groups())} groups, "
+          f"{sum(len(g['rules']) for g in alert_groups())} rules: "
+          + ("namespace kept, severities, runbooks and tests OK" if not rule_errors else f"{len(rule_errors)} problem(s)"))
+    ok = not stale and not rule_errors
     for name, docs in targets:
         errors = check(name, docs)
         report(name, docs, errors)
@@ -692,7 +1060,8 @@ def main(argv):
         failures = self_test(overlay[1], overlay[0])
         for f in failures:
             print(f, file=sys.stderr)
-        print(f"self-test: {len(MUTATIONS) + 1 - len(failures)} of {len(MUTATIONS) + 1} broken manifests fail the check")
+        total = len(MUTATIONS) + len(EXTRA_SELF_TESTS)
+        print(f"self-test: {total - len(failures)} of {total} broken manifests fail the check")
         ok = ok and not failures
     print(f"k8s check: {len(targets)} renders, Kubernetes {K8S_VERSIONS[0]}-{K8S_VERSIONS[-1]}, "
           f"CRDs from {CRD_DIR}: {'OK' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
