@@ -11,7 +11,7 @@ k8s/generate.py makes from dashboards/ must be what is committed. Then every ren
 object is validated against its API schema: core objects with kubernetes-validate --strict
 for each Kubernetes version in K8S_VERSIONS, custom resources against the openAPIV3Schema
 of their operator's CRD in k8s/crds/ (unknown fields rejected, as kubectl's strict field
-validation does). Then what SPEC §6/§11 ask of them, checked against the sources rather
+validation does). Then what PRODUCT §6/§11 ask of them, checked against the sources rather
 than a hand list: every environment variable a manifest sets is one src/ reads; probes and
 ports agree with HTTP_ADDR/ADMIN_ADDR and the declared container ports; the worker classes
 run every consumer group of src/ exactly once and KEDA watches exactly their queues;
@@ -47,7 +47,7 @@ CRD_DIR = pathlib.Path(os.environ.get("STOREOPS_K8S_CRDS", HERE / "crds"))
 K8S_VERSIONS = ("1.32", "1.33", "1.34", "1.35", "1.36", "1.37")
 SECRET = "storeops-secrets"
 SECRET_KEYS = ("DATABASE_URL", "DATABASE_REPLICA_URLS", "AMQP_URL", "AUTH_JWT_SECRET")
-# The kinds an overlay must deploy (SPEC §11); base has only the app's.
+# The kinds an overlay must deploy (PRODUCT §11); base has only the app's.
 APP_KINDS = {"Deployment", "Service", "HorizontalPodAutoscaler", "ScaledObject", "TriggerAuthentication",
              "PodDisruptionBudget", "PodMonitor", "NetworkPolicy", "Job", "ConfigMap", "ServiceAccount"}
 OVERLAY_KINDS = APP_KINDS | {"Cluster", "RabbitmqCluster", "PrometheusRule"}
@@ -609,7 +609,7 @@ def _check_workers(kinds, configmaps):
 
 
 # ---------------------------------------------------------------------------------------
-# Backups (SPEC §11): WAL archive + daily base backups to an object store, 30 days.
+# Backups (PRODUCT §11): WAL archive + daily base backups to an object store, 30 days.
 
 BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
 RETENTION = "30d"
@@ -659,7 +659,7 @@ def _check_backups(kinds):
 
 # ---------------------------------------------------------------------------------------
 # The connection budget: at every autoscaler's maximum, with a rollout's surge pod on top,
-# the pods' pools stay under the database's max_connections with headroom (SPEC §11).
+# the pods' pools stay under the database's max_connections with headroom (PRODUCT §11).
 
 # PostgreSQL's default superuser_reserved_connections, which CloudNativePG keeps: slots
 # only superusers may take.

@@ -1,4 +1,4 @@
--- Reporting (SPEC §7, §9): daily statistics kept fresh by the scheduler, so reports
+-- Reporting (PRODUCT §7, §9): daily statistics kept fresh by the scheduler, so reports
 -- read a few hundred thousand summary rows instead of millions of tasks; a
 -- `reporting` schema of views for analysts; and the `storeops_analyst` role.
 

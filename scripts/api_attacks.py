@@ -251,7 +251,7 @@ def build(ctx: dict) -> list[Attack]:
                                                                                            f'"new_price": {raw_price}')
         add(f"new_price = {raw_price}", "integration", "POST", "/api/v1/integrations/price-changes",
             raw=body.encode(), headers={"Content-Type": "application/json"},
-            # SPEC §4: a JSON number or a decimal string, at most 4 fractional digits.
+            # PRODUCT §4: a JSON number or a decimal string, at most 4 fractional digits.
             allowed=(202,) if raw_price == '"1.29"' else None if raw_price == "0" else (400, 422))
     for value in ["4294967296", "-1", "0", "201", "1e3", "99999999999999999999"]:
         add(f"limit={value}", "hq", "GET", f"/api/v1/stores?limit={value}", allowed=(400, 422))

@@ -1,5 +1,5 @@
 //! The admin server every long-running role serves on ADMIN_ADDR: `/metrics`, `/livez`,
-//! `/readyz` (SPEC §6). Separate from the public port so it can stay inside the cluster.
+//! `/readyz` (PRODUCT §6). Separate from the public port so it can stay inside the cluster.
 
 use std::{
     future::Future,

@@ -1,4 +1,4 @@
-//! `storeops <command>` (SPEC §2): parsing and hand-off. Each command's work lives in
+//! `storeops <command>` (PRODUCT §2): parsing and hand-off. Each command's work lives in
 //! its module; this file only routes to it.
 
 use anyhow::Context;
@@ -206,6 +206,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let pruner = crate::maintenance::Pruner {
                 db: pool.clone(),
                 retention: config.retention.clone(),
+                evidence: crate::evidence::Evidence::new(&config.evidence)?,
             };
             let report = pruner.run_once(dry_run).await?;
             println!(

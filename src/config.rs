@@ -161,7 +161,7 @@ pub struct Retention {
     pub duty_percent: u32,
 }
 
-/// Reporting reads (SPEC §7, §9): replica pools, lag limits, statistics refresh.
+/// Reporting reads (PRODUCT §7, §9): replica pools, lag limits, statistics refresh.
 #[derive(Debug, Clone)]
 pub struct ReportingConfig {
     /// Metric label per replica, in DATABASE_REPLICA_URLS order.
@@ -187,6 +187,44 @@ impl Default for IngestOptions {
     fn default() -> Self {
         Self { chunk_stores: 40 }
     }
+}
+
+/// Where photo evidence lives: one bucket of AWS S3 or any S3-compatible store.
+#[derive(Debug, Clone)]
+pub struct ObjectStoreConfig {
+    /// What storeops talks to (`https://s3.eu-central-1.amazonaws.com`,
+    /// `http://seaweedfs.storage:8333`).
+    pub endpoint: String,
+    /// What presigned URLs name, when the store apps reach it by another address than
+    /// the pods do (default: `endpoint`).
+    pub public_endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    /// `endpoint/bucket/key` URLs, which self-hosted stores need; AWS takes either.
+    pub path_style: bool,
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    /// Every key starts with this (empty in production; a test's own prefix).
+    pub key_prefix: String,
+}
+
+/// Photo evidence (PRODUCT §4 "Evidence").
+#[derive(Debug, Clone)]
+pub struct EvidenceConfig {
+    /// The largest photo a grant allows; the store refuses any other size.
+    pub max_bytes: u64,
+    /// How long an upload URL is valid (at most 15 minutes).
+    pub grant_ttl: Duration,
+    /// How long after its upload URL expired a photo may still be attached.
+    pub attach_window: Duration,
+    /// How long the presigned GET URLs of `GET /tasks/{id}/evidence` are valid.
+    pub url_ttl: Duration,
+    /// Decompression bombs: a photo of more pixels is refused.
+    pub max_pixels: u64,
+    /// The thumbnail's long side.
+    pub thumbnail_px: u32,
+    /// None: evidence is off (its routes answer 503).
+    pub store: Option<ObjectStoreConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -215,6 +253,7 @@ pub struct Config {
     pub retention: Retention,
     pub reporting: ReportingConfig,
     pub ingest: IngestOptions,
+    pub evidence: EvidenceConfig,
 }
 
 impl Config {
@@ -403,6 +442,19 @@ impl Config {
             ingest: IngestOptions {
                 chunk_stores: env.parse_in("INGEST_CHUNK_STORES", 40, 1..=1000)?,
             },
+            evidence: EvidenceConfig {
+                max_bytes: env.parse_in("EVIDENCE_MAX_BYTES", 15 << 20, 1024..=100 << 20)?,
+                grant_ttl: env.seconds("EVIDENCE_GRANT_TTL_SECONDS", 900, 1..=900)?,
+                attach_window: env.seconds(
+                    "EVIDENCE_ATTACH_WINDOW_SECONDS",
+                    3600,
+                    0..=7 * 86_400,
+                )?,
+                url_ttl: env.seconds("EVIDENCE_URL_TTL_SECONDS", 300, 1..=3600)?,
+                max_pixels: env.parse_in("EVIDENCE_MAX_PIXELS", 50_000_000, 1..=500_000_000)?,
+                thumbnail_px: env.parse_in("EVIDENCE_THUMBNAIL_PX", 320, 16..=2048)?,
+                store: env.object_store()?,
+            },
         })
     }
 
@@ -531,6 +583,116 @@ impl Env<'_> {
             ));
         }
         Ok(values.into_iter().map(Duration::from_millis).collect())
+    }
+
+    /// A secret from `name`, or from the file `name_FILE` names (Kubernetes Secrets
+    /// mounted as files); both set is an error.
+    fn secret(
+        &self,
+        name: &'static str,
+        file_var: &'static str,
+    ) -> Result<Option<Secret>, ConfigError> {
+        match (self.get(name), self.get(file_var)) {
+            (Some(_), Some(_)) => Err(ConfigError::new(
+                name,
+                format!("set either {name} or {file_var}, not both"),
+            )),
+            (Some(value), None) => Ok(Some(Secret::new(value.trim()))),
+            (None, Some(path)) => std::fs::read_to_string(path.trim())
+                .map(|value| Some(Secret::new(value.trim())))
+                .map_err(|e| ConfigError::new(file_var, format!("cannot read {path:?}: {e}"))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The object store of photo evidence: none without `S3_BUCKET`.
+    fn object_store(&self) -> Result<Option<ObjectStoreConfig>, ConfigError> {
+        let Some(bucket) = self.get("S3_BUCKET") else {
+            return Ok(None);
+        };
+        let bucket = bucket.trim().to_owned();
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid_bucket {
+            return Err(ConfigError::new(
+                "S3_BUCKET",
+                "must be 3-63 lowercase letters, digits, '-' or '.'",
+            ));
+        }
+        let region = self
+            .get("S3_REGION")
+            .unwrap_or_else(|| "us-east-1".to_owned())
+            .trim()
+            .to_owned();
+        if !(1..=32).contains(&region.len())
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(ConfigError::new(
+                "S3_REGION",
+                "must be 1-32 lowercase letters, digits or '-'",
+            ));
+        }
+        // Unset: AWS S3's regional endpoint.
+        let endpoint = self
+            .http_endpoint("S3_ENDPOINT")?
+            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let public_endpoint = self
+            .http_endpoint("S3_PUBLIC_ENDPOINT")?
+            .unwrap_or_else(|| endpoint.clone());
+        let access_key_id = self
+            .secret("S3_ACCESS_KEY_ID", "S3_ACCESS_KEY_ID_FILE")?
+            .ok_or_else(|| ConfigError::new("S3_ACCESS_KEY_ID", "is required with S3_BUCKET"))?;
+        let secret_access_key = self
+            .secret("S3_SECRET_ACCESS_KEY", "S3_SECRET_ACCESS_KEY_FILE")?
+            .ok_or_else(|| {
+                ConfigError::new("S3_SECRET_ACCESS_KEY", "is required with S3_BUCKET")
+            })?;
+        let key_prefix = self.get("S3_KEY_PREFIX").unwrap_or_default();
+        if key_prefix.len() > 200
+            || !key_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+        {
+            return Err(ConfigError::new(
+                "S3_KEY_PREFIX",
+                "must be at most 200 letters, digits, '-', '_', '.' or '/'",
+            ));
+        }
+        Ok(Some(ObjectStoreConfig {
+            endpoint,
+            public_endpoint,
+            region,
+            bucket,
+            path_style: self.parse("S3_PATH_STYLE", false)?,
+            access_key_id,
+            secret_access_key,
+            key_prefix,
+        }))
+    }
+
+    /// An http(s) URL without credentials (it is printed in logs).
+    fn http_endpoint(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(raw) = self.get(name) else {
+            return Ok(None);
+        };
+        let raw = raw.trim().trim_end_matches('/').to_owned();
+        let valid = (raw.starts_with("http://") || raw.starts_with("https://"))
+            && !raw.contains('@')
+            && raw
+                .split_once("://")
+                .is_some_and(|(_, rest)| !rest.is_empty());
+        if valid {
+            Ok(Some(raw))
+        } else {
+            Err(ConfigError::new(
+                name,
+                "must be an http:// or https:// URL without credentials",
+            ))
+        }
     }
 
     fn url(

@@ -186,3 +186,16 @@ async fn applied_versions(db: &PgPool) -> Result<Vec<i64>, MigrateError> {
             .await?,
     )
 }
+
+/// How pruning removes a table's rows past retention, written by the table's owner:
+/// `count` answers how many rows older than $1 there are; `delete` removes up to $2 of
+/// them and answers how many. The rows past retention are ones nothing writes any
+/// more, so the delete takes their locks itself: `FOR UPDATE` first would double the
+/// heap writes and the WAL that replicas replay, and a concurrent prune just waits for
+/// the batch and skips its rows.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneRule {
+    pub table: &'static str,
+    pub count: &'static str,
+    pub delete: &'static str,
+}

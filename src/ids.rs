@@ -275,6 +275,10 @@ uuid_id!(TemplateId);
 uuid_id!(IngestId);
 uuid_id!(WebhookId);
 uuid_id!(CampaignId);
+uuid_id!(
+    /// A photo: granted an upload, then attached to its task's checklist answer.
+    EvidenceId
+);
 
 #[cfg(test)]
 mod code_tests {

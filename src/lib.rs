@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod evidence;
 pub mod http;
 pub mod ids;
 pub mod ingest;

@@ -1,5 +1,5 @@
 //! The Prometheus registry (the process's one global) and the metrics every role shares.
-//! Metric names are a contract with dashboards and alerts (SPEC §10); modules declare
+//! Metric names are a contract with dashboards and alerts (PRODUCT §10); modules declare
 //! their own business metrics next to the code that moves them.
 //!
 //! Registration happens in [`init`], at start-up, so a name clash fails there and not

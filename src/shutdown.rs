@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-/// The shutdown sequence of SPEC §6, shared by all roles of a process.
+/// The shutdown sequence of PRODUCT §6, shared by all roles of a process.
 #[derive(Clone, Debug)]
 pub struct Shutdown {
     /// Cancelled the moment a signal arrives: `/readyz` turns 503 at once.

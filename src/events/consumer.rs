@@ -1,4 +1,4 @@
-//! The worker's consumer runtime (SPEC §5): modules register handlers for routing keys
+//! The worker's consumer runtime (PRODUCT §5): modules register handlers for routing keys
 //! in consumer groups; each group is one quorum queue. A message is applied in one
 //! database transaction that also records its id in the inbox, and acked only after
 //! that commit, so a redelivery is recognised and acked as a duplicate.
@@ -640,3 +640,14 @@ pub fn header_strings(properties: &BasicProperties) -> HashMap<String, String> {
     }
     map
 }
+
+/// Processed message ids past the window in which a redelivery can still come.
+pub const INBOX_PRUNING: crate::db::PruneRule = crate::db::PruneRule {
+    table: "inbox",
+    count: "SELECT count(*) FROM inbox WHERE processed_at < $1",
+    delete: "WITH gone AS (
+                 DELETE FROM inbox WHERE (consumer_group, message_id) IN (
+                     SELECT consumer_group, message_id FROM inbox WHERE processed_at < $1 LIMIT $2)
+                 RETURNING 1)
+                 SELECT count(*) FROM gone",
+};

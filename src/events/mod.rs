@@ -1,4 +1,4 @@
-//! Events between modules and to the outside (SPEC §5): the transactional outbox, its
+//! Events between modules and to the outside (PRODUCT §5): the transactional outbox, its
 //! relay to RabbitMQ, the consumer runtime with its inbox, retries and dead letters,
 //! and `storeops dlq`.
 //!
@@ -96,7 +96,7 @@ impl Session for WorkerSession {
 }
 
 pub mod metrics {
-    //! Workflow metrics of SPEC §10.
+    //! Workflow metrics of PRODUCT §10.
     use std::sync::LazyLock;
 
     use prometheus::{

@@ -1,4 +1,4 @@
-//! The transactional outbox (SPEC §5): `enqueue` inside the caller's transaction, so an
+//! The transactional outbox (PRODUCT §5): `enqueue` inside the caller's transaction, so an
 //! event exists exactly when the change that caused it committed.
 
 use sqlx::{PgConnection, PgPool, types::Json};
@@ -146,3 +146,18 @@ pub async fn backlog(db: &PgPool) -> Result<(i64, f64), sqlx::Error> {
     .fetch_one(db)
     .await
 }
+
+/// Published rows of outbox days that could not go whole (a row in them is still
+/// unpublished); newer days wait to be dropped whole. The bound prunes partitions.
+pub const OUTBOX_PRUNING: crate::db::PruneRule = crate::db::PruneRule {
+    table: "outbox",
+    count: "SELECT count(*) FROM outbox WHERE published_at < $1
+                   AND id < uuid_v7_floor(($1 AT TIME ZONE 'UTC')::date)",
+    delete: "WITH gone AS (
+                 DELETE FROM outbox WHERE id IN (
+                     SELECT id FROM outbox WHERE published_at < $1
+                        AND id < uuid_v7_floor(($1 AT TIME ZONE 'UTC')::date)
+                      LIMIT $2)
+                 RETURNING 1)
+                 SELECT count(*) FROM gone",
+};

@@ -1,4 +1,4 @@
-//! Broker-side figures the worker exports itself (SPEC §10): each consumer group's queue
+//! Broker-side figures the worker exports itself (PRODUCT §10): each consumer group's queue
 //! depth, retrying and dead messages and consumers, and the unrouted queue, read with
 //! passive declares. On-call's dashboard and the autoscaler (KEDA's RabbitMQ scaler)
 //! look at the same queues, so they see the same numbers. Every worker exports them;

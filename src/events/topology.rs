@@ -1,4 +1,4 @@
-//! Names and declarations of everything the broker holds for us (SPEC §5). Declared
+//! Names and declarations of everything the broker holds for us (PRODUCT §5). Declared
 //! idempotently on every (re)connect, so a broker that lost its state is rebuilt.
 //!
 //! Per consumer group `G` (all names under a configurable prefix, `storeops` by default):

@@ -1,4 +1,4 @@
-//! Integrations (SPEC §4): price changes, deliveries and stock alerts sent by HQ systems
+//! Integrations (PRODUCT §4): price changes, deliveries and stock alerts sent by HQ systems
 //! become store tasks, exactly once. Where a price change becomes a task:
 //!
 //! 1. `routes.rs` + `body.rs`: the body streams in (gzip decoded, bounded by its decoded
@@ -134,7 +134,7 @@ pub fn schema_rules(document: &mut serde_json::Value) {
 }
 
 pub mod metrics {
-    //! `storeops_ingest_items_total{source,outcome}` (SPEC §10). Outcomes: `accepted`
+    //! `storeops_ingest_items_total{source,outcome}` (PRODUCT §10). Outcomes: `accepted`
     //! (items of a newly stored request), `duplicate` (items of a re-post, ignored),
     //! `applied` (task items written: one per store and SKU for price batches, one per
     //! delivery or alert), `rejected` (items reported as errors in the ingest status).

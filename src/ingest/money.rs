@@ -1,4 +1,4 @@
-//! Exact money for price batches (SPEC: `new_price` is a JSON number or a decimal
+//! Exact money for price batches (PRODUCT §4: `new_price` is a JSON number or a decimal
 //! string with at most 4 fractional digits, exact; `currency` is ISO 4217).
 //!
 //! A price never passes through binary floating point: a JSON number is read from its

@@ -361,3 +361,15 @@ pub async fn mark_chunk_applied(
     .await
     .map(drop)
 }
+
+/// Finished raw integration requests past retention (their tasks stay).
+pub const INGEST_PRUNING: crate::db::PruneRule = crate::db::PruneRule {
+    table: "ingests",
+    count: "SELECT count(*) FROM ingests WHERE received_at < $1 AND status IN ('done', 'failed')",
+    delete: "WITH gone AS (
+                 DELETE FROM ingests WHERE id IN (
+                     SELECT id FROM ingests WHERE received_at < $1 AND status IN ('done', 'failed')
+                      LIMIT $2)
+                 RETURNING 1)
+                 SELECT count(*) FROM gone",
+};

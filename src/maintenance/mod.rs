@@ -1,4 +1,4 @@
-//! Pruning (SPEC §8): keeps the database small as years pass, without blocking staff
+//! Pruning (PRODUCT §8): keeps the database small as years pass, without blocking staff
 //! traffic. Deletes go in small batches (each its own short transaction, under a
 //! statement timeout) with pauses between them, so they can stop and resume anywhere;
 //! the audit trail is pruned by dropping whole monthly partitions; daily statistics
@@ -16,6 +16,7 @@ use sqlx::PgPool;
 pub use self::partitions::{Partitions, ensure_ahead as ensure_partitions_ahead};
 use crate::{
     config::Retention,
+    db::PruneRule,
     scheduler::{Job, JobError},
 };
 
@@ -44,75 +45,18 @@ impl std::fmt::Display for PruneReport {
     }
 }
 
-/// One batched delete: removes up to $2 rows older than $1 and answers how many. The
-/// rows past retention are ones nothing writes any more, so the delete takes their
-/// locks itself: `FOR UPDATE` first would double the heap writes and the WAL that
-/// replicas replay, and a concurrent prune just waits for the batch and skips its rows.
-struct Rule {
-    table: &'static str,
-    /// The table's retention setting.
-    age: fn(&Retention) -> Duration,
-    count: &'static str,
-    delete: &'static str,
-}
+/// A table's retention setting.
+type Age = fn(&Retention) -> Duration;
 
-const RULES: [Rule; 5] = [
-    // Published rows of outbox days that could not go whole (a row in them is still
-    // unpublished); newer days wait to be dropped whole. The bound prunes partitions.
-    Rule {
-        table: "outbox",
-        age: |r| r.outbox,
-        count: "SELECT count(*) FROM outbox WHERE published_at < $1
-                   AND id < uuid_v7_floor(($1 AT TIME ZONE 'UTC')::date)",
-        delete: "WITH gone AS (
-                 DELETE FROM outbox WHERE id IN (
-                     SELECT id FROM outbox WHERE published_at < $1
-                        AND id < uuid_v7_floor(($1 AT TIME ZONE 'UTC')::date)
-                      LIMIT $2)
-                 RETURNING 1)
-                 SELECT count(*) FROM gone",
-    },
-    Rule {
-        table: "inbox",
-        age: |r| r.inbox,
-        count: "SELECT count(*) FROM inbox WHERE processed_at < $1",
-        delete: "WITH gone AS (
-                 DELETE FROM inbox WHERE (consumer_group, message_id) IN (
-                     SELECT consumer_group, message_id FROM inbox WHERE processed_at < $1 LIMIT $2)
-                 RETURNING 1)
-                 SELECT count(*) FROM gone",
-    },
-    Rule {
-        table: "idempotency_keys",
-        age: |r| r.idempotency_keys,
-        count: "SELECT count(*) FROM idempotency_keys WHERE created_at < $1",
-        delete: "WITH gone AS (
-                 DELETE FROM idempotency_keys WHERE (subject, key) IN (
-                     SELECT subject, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)
-                 RETURNING 1)
-                 SELECT count(*) FROM gone",
-    },
-    Rule {
-        table: "webhook_deliveries",
-        age: |r| r.webhook_deliveries,
-        count: "SELECT count(*) FROM webhook_deliveries WHERE created_at < $1",
-        delete: "WITH gone AS (
-                 DELETE FROM webhook_deliveries WHERE id IN (
-                     SELECT id FROM webhook_deliveries WHERE created_at < $1 LIMIT $2)
-                 RETURNING 1)
-                 SELECT count(*) FROM gone",
-    },
-    Rule {
-        table: "ingests",
-        age: |r| r.ingests,
-        count: "SELECT count(*) FROM ingests WHERE received_at < $1 AND status IN ('done', 'failed')",
-        delete: "WITH gone AS (
-                 DELETE FROM ingests WHERE id IN (
-                     SELECT id FROM ingests WHERE received_at < $1 AND status IN ('done', 'failed')
-                      LIMIT $2)
-                 RETURNING 1)
-                 SELECT count(*) FROM gone",
-    },
+/// Each owner's batched delete, with its retention setting.
+const RULES: [(PruneRule, Age); 5] = [
+    (crate::events::outbox::OUTBOX_PRUNING, |r| r.outbox),
+    (crate::events::consumer::INBOX_PRUNING, |r| r.inbox),
+    (crate::tasks::idempotency::PRUNING, |r| r.idempotency_keys),
+    (crate::webhooks::repo::DELIVERY_PRUNING, |r| {
+        r.webhook_deliveries
+    }),
+    (crate::ingest::repo::INGEST_PRUNING, |r| r.ingests),
 ];
 
 /// What one batch of a table does.
@@ -122,6 +66,8 @@ enum Batch<'a> {
     /// Closed tasks, statistics first; the run's position and the days it made final
     /// carry from batch to batch.
     ClosedTasks(&'a mut closed_tasks::RunProgress),
+    /// Photo grants never attached (their objects are queued for deletion).
+    UnattachedEvidence,
 }
 
 /// How long pruning waits for the statistics to catch up before it deletes tasks.
@@ -133,6 +79,9 @@ const RUN_EVERY: Duration = Duration::from_secs(3600);
 pub struct Pruner {
     pub db: PgPool,
     pub retention: Retention,
+    /// Photo evidence: grants never attached go after their attach window, and the
+    /// objects of pruned evidence are deleted from the store (when one is configured).
+    pub evidence: crate::evidence::Evidence,
 }
 
 /// How long to rest after a batch that took `busy` to stay within `duty_percent`.
@@ -165,8 +114,8 @@ impl Pruner {
         };
         report.rows.push(("tasks", removed));
         let outbox_days = self.outbox_days(dry_run, &mut report).await?;
-        for rule in &RULES {
-            let age = (rule.age)(&self.retention);
+        for (rule, age) in &RULES {
+            let age = age(&self.retention);
             let removed = if dry_run {
                 count(&self.db, rule.count, cutoff(age)).await?
             } else {
@@ -186,6 +135,7 @@ impl Pruner {
             };
             report.rows.push((rule.table, removed + whole));
         }
+        self.evidence(dry_run, &mut report).await?;
         let partitions = crate::tasks::retention::old_audit_partitions(
             &self.db,
             cutoff(self.retention.task_events),
@@ -232,6 +182,47 @@ impl Pruner {
         Ok(rows)
     }
 
+    /// Grants never attached, past their attach window; then the objects of every
+    /// evidence row pruned (these and the photos of pruned tasks).
+    async fn evidence(&self, dry_run: bool, report: &mut PruneReport) -> Result<(), JobError> {
+        let attach_window = self.evidence.config.attach_window;
+        let before = cutoff(attach_window);
+        let released = if dry_run {
+            crate::evidence::retention::count_unattached(&self.db, before).await?
+        } else {
+            self.batched(
+                "evidence",
+                Batch::UnattachedEvidence,
+                before,
+                &mut report.longest_statement,
+            )
+            .await?
+        };
+        report.rows.push(("evidence", released));
+        let mut objects = 0;
+        if let (Some(store), false) = (&self.evidence.store, dry_run) {
+            loop {
+                let deleted = crate::evidence::retention::delete_queued_objects(
+                    &self.db,
+                    store,
+                    self.retention.batch_size,
+                )
+                .await
+                .map_err(|e| JobError::Other(e.to_string()))?;
+                objects += deleted;
+                metrics::PRUNED
+                    .with_label_values(&["evidence_objects"])
+                    .inc_by(deleted);
+                if deleted < u64::try_from(self.retention.batch_size).unwrap_or(u64::MAX) {
+                    break;
+                }
+                tokio::time::sleep(self.retention.pause).await;
+            }
+        }
+        report.rows.push(("evidence_objects", objects));
+        Ok(())
+    }
+
     /// Deletes in batches, each its own short transaction, pausing in between.
     async fn batched(
         &self,
@@ -263,6 +254,15 @@ impl Pruner {
                 Batch::ClosedTasks(progress) => {
                     closed_tasks::prune_batch(&mut tx, before, self.retention.batch_size, progress)
                         .await?
+                }
+                Batch::UnattachedEvidence => {
+                    let released = crate::evidence::retention::release_unattached(
+                        &mut tx,
+                        before,
+                        self.retention.batch_size,
+                    )
+                    .await?;
+                    (released, released)
                 }
             };
             *longest = (*longest).max(started.elapsed());

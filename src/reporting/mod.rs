@@ -1,4 +1,4 @@
-//! Reporting for managers and analysts (SPEC §7, §9): compliance from the daily
+//! Reporting for managers and analysts (PRODUCT §7, §9): compliance from the daily
 //! statistics, overdue work now, and the CSV export, all read through
 //! [`sources::ReadSources`] (a replica fresh enough, else the primary), plus the
 //! scheduler job that keeps the statistics current. The `reporting` schema of views

@@ -1,4 +1,4 @@
-//! Where reports read from (SPEC §7): deadpool-postgres pools over the replicas, each
+//! Where reports read from (PRODUCT §7): deadpool-postgres pools over the replicas, each
 //! replica's lag measured in the background, and the primary as the fallback when no
 //! replica is fresh enough or reachable.
 //!

@@ -1,4 +1,4 @@
-//! Daily statistics (SPEC §8, §9): per store, local day of the due time, kind and
+//! Daily statistics (PRODUCT §8, §9): per store, local day of the due time, kind and
 //! template. The scheduler's leader folds task changes into them every
 //! REPORT_STATS_INTERVAL_SECONDS, so compliance reports read summaries, and pruning
 //! removes only tasks whose changes are already folded in, so reports over pruned

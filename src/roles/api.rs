@@ -15,6 +15,7 @@ use crate::{
     auth::{self, JwtVerifier},
     campaigns,
     config::{Config, WebhookConfig},
+    evidence::Evidence,
     http::{self, HttpLimits},
     ingest,
     reporting::{self, ReadSources},
@@ -33,10 +34,13 @@ pub struct AppState {
     pub stores: StoreDirectory,
     /// Reporting reads: replicas when fresh enough, else the primary.
     pub reports: Arc<ReadSources>,
+    pub evidence: Evidence,
 }
 
 #[derive(OpenApi)]
 #[openapi(
+    // Named only from a hand-written schema (the answers map), so listed here.
+    components(schemas(crate::templates::PhotoAnswer)),
     info(
         title = "storeops",
         description = "Daily operations of a retail chain: store tasks, their sources, and compliance.",
@@ -82,6 +86,12 @@ pub fn openapi() -> serde_json::Value {
     http::complete_document(api_routes(usize::MAX).into_openapi(), SCHEMA_RULES)
 }
 
+/// The limits this server's configuration sets, stated in the document it serves.
+fn configured_limits(document: &mut serde_json::Value, evidence: &crate::config::EvidenceConfig) {
+    document["components"]["schemas"]["NewEvidence"]["properties"]["size_bytes"]["maximum"] =
+        serde_json::json!(evidence.max_bytes);
+}
+
 /// The whole public router.
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
     let (api, openapi) = api_routes(limits.ingest_body_limit_bytes)
@@ -90,7 +100,8 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
             auth::authenticate,
         ))
         .split_for_parts();
-    let document = http::complete_document(openapi, SCHEMA_RULES);
+    let mut document = http::complete_document(openapi, SCHEMA_RULES);
+    configured_limits(&mut document, &state.evidence.config);
     http::with_platform_layers(api.with_state(state), &document, limits)
 }
 
@@ -112,6 +123,7 @@ pub fn build(config: &Config, db: PgPool) -> anyhow::Result<ApiApp> {
             webhooks: config.webhooks.clone(),
             stores: StoreDirectory::new(db),
             reports: reports.clone(),
+            evidence: Evidence::new(&config.evidence).context("the evidence object store")?,
         },
         HttpLimits {
             body_limit_bytes: config.body_limit_bytes,

@@ -1,6 +1,6 @@
 //! The long-running roles and the process that hosts them. A role is only wiring:
 //! it takes modules' routers, handlers and jobs and runs them under one admin server
-//! and one shutdown sequence (SPEC §2, §6).
+//! and one shutdown sequence (PRODUCT §2, §6).
 
 pub mod api;
 pub mod scheduler;
@@ -68,6 +68,7 @@ pub async fn run(
     crate::tasks::metrics::init();
     crate::ingest::metrics::init();
     crate::reporting::init_metrics();
+    crate::evidence::metrics::init();
     let mut parts = Vec::new();
     if roles.api {
         parts.push(api::start(&config, db.clone(), &shutdown).await?);
@@ -76,7 +77,7 @@ pub async fn run(
         parts.push(worker::start(&config, db.clone(), &worker, &shutdown)?);
     }
     if roles.scheduler {
-        parts.push(scheduler::start(&config, db.clone(), &shutdown));
+        parts.push(scheduler::start(&config, db.clone(), &shutdown)?);
     }
 
     let mut pools = PoolGauges::default();

@@ -1,5 +1,5 @@
 //! The scheduler role: campaigns for the lease and runs the modules' jobs while it
-//! is the leader (SPEC §8). Any number of replicas; one acts at a time.
+//! is the leader (PRODUCT §8). Any number of replicas; one acts at a time.
 
 use sqlx::PgPool;
 
@@ -7,6 +7,7 @@ use super::RoleParts;
 use crate::{
     admin::{Check, PoolGauges},
     config::Config,
+    evidence::Evidence,
     maintenance, reporting,
     scheduler::{Scheduler, SchedulerOptions},
     schedules,
@@ -26,7 +27,7 @@ fn holder_name() -> String {
     format!("{host}-{}-{}", std::process::id(), &suffix[..8])
 }
 
-pub fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> RoleParts {
+pub fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> anyhow::Result<RoleParts> {
     crate::scheduler::metrics::init();
     let mut jobs = tasks::jobs::jobs(
         &db,
@@ -41,6 +42,7 @@ pub fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> RoleParts {
     jobs.push(std::sync::Arc::new(maintenance::Pruner {
         db: db.clone(),
         retention: config.retention.clone(),
+        evidence: Evidence::new(&config.evidence)?,
     }));
     jobs.push(std::sync::Arc::new(reporting::stats::DailyStats {
         db: db.clone(),
@@ -68,9 +70,10 @@ pub fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> RoleParts {
         scheduler.run(stop).await;
         Ok(())
     };
-    RoleParts {
+    // Ready only on the schema this build knows: its jobs read and write the tables.
+    Ok(RoleParts {
         pools: PoolGauges::default(),
-        checks: vec![Check::database(db)],
+        checks: vec![Check::database(db.clone()), Check::schema(db)],
         task: Box::pin(task),
-    }
+    })
 }

@@ -35,6 +35,11 @@ pub struct WorkerOptions {
 pub fn registry(config: &Config, db: &PgPool) -> anyhow::Result<Registry> {
     let mut registry = Registry::default();
     campaigns::register_handlers(&mut registry);
+    crate::evidence::register_handlers(
+        &mut registry,
+        &crate::evidence::Evidence::new(&config.evidence)?,
+        crate::stores::StoreDirectory::new(db.clone()),
+    );
     ingest::register_handlers(&mut registry, &config.ingest);
     schedules::register_handlers(&mut registry);
     webhooks::register_handlers(&mut registry, &config.webhooks, db.clone())?;
@@ -45,6 +50,7 @@ pub fn registry(config: &Config, db: &PgPool) -> anyhow::Result<Registry> {
 pub fn emitted_routing_keys() -> Vec<&'static str> {
     [
         crate::tasks::events::ROUTING_KEYS,
+        crate::evidence::ROUTING_KEYS,
         campaigns::ROUTING_KEYS,
         ingest::ROUTING_KEYS,
         schedules::ROUTING_KEYS,

@@ -1,4 +1,4 @@
-//! The scheduler role's machinery (SPEC §8): leader election by a lease row, and the
+//! The scheduler role's machinery (PRODUCT §8): leader election by a lease row, and the
 //! runner that executes the modules' jobs on the leader only. Jobs decide what is due
 //! and publish it; workers do the heavy work.
 //!
@@ -234,7 +234,7 @@ async fn run_job(job: Arc<dyn Job>, stop: CancellationToken, default_timeout: Du
 }
 
 pub mod metrics {
-    //! Scheduler metrics of SPEC §10.
+    //! Scheduler metrics of PRODUCT §10.
     use std::sync::LazyLock;
 
     use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};

@@ -1,4 +1,4 @@
-//! Recurring tasks (SPEC §8): template versions carry a `templates::Recurrence` in store-local
+//! Recurring tasks (PRODUCT §8): template versions carry a `templates::Recurrence` in store-local
 //! time. The scheduler's leader plans due occurrences and publishes `schedule.due` in
 //! store batches; workers create the tasks, each occurrence once per store (unique key
 //! on template, store and occurrence), skipping stores closed that local day.

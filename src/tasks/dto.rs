@@ -12,7 +12,8 @@ use super::{
     repo::{self, TaskEventRow, TaskItemRow, TaskRow},
 };
 use crate::{
-    ids::{CampaignId, IngestId, StaffId, StoreId, TaskId, TaskKind, TemplateId},
+    evidence::ContentType,
+    ids::{CampaignId, EvidenceId, IngestId, StaffId, StoreId, TaskId, TaskKind, TemplateId},
     input::rules::{self, CrossFieldRules},
     templates::EvidenceRef,
 };
@@ -203,7 +204,7 @@ pub struct TaskPatch {
     pub due_at: Option<DateTime<Utc>>,
 }
 
-/// Answers by checklist key: true/false, a number, text, or a photo's evidence reference.
+/// Answers by checklist key: true/false, a number, text, or a photo's evidence id.
 fn answers_schema() -> utoipa::openapi::schema::Object {
     use utoipa::openapi::{
         Ref, RefOr,
@@ -225,7 +226,7 @@ fn answers_schema() -> utoipa::openapi::schema::Object {
                         .schema_type(Type::String)
                         .pattern(Some("^[^\\x00]*$")),
                 )
-                .item(Ref::from_schema_name("EvidenceRef"))
+                .item(Ref::from_schema_name("PhotoAnswer"))
                 .build(),
         ))))
         .build()
@@ -238,7 +239,8 @@ pub struct CompleteBody {
     #[serde(default)]
     #[schema(schema_with = answers_schema)]
     pub answers: serde_json::Map<String, Value>,
-    /// References to evidence (photos) stored elsewhere.
+    /// References to pictures hosted elsewhere, kept as sent (not photo answers: those
+    /// are uploaded, `PhotoAnswer`).
     #[serde(default)]
     #[schema(max_items = 20)]
     pub evidence: Vec<EvidenceRef>,
@@ -340,4 +342,50 @@ pub struct NewComment {
         pattern = "^[^\\x00]*[^\\x00\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\x00]*$"
     )]
     pub body: String,
+}
+
+/// A photo the store app is about to upload.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEvidence {
+    /// The checklist item (of type photo) the photo will answer.
+    #[schema(pattern = "^[a-z0-9_]{1,64}$")]
+    pub item_key: String,
+    pub content_type: ContentType,
+    /// The photo's exact size in bytes; the upload must be this size. The largest
+    /// allowed is the server's `EVIDENCE_MAX_BYTES` (the served document states it).
+    #[serde(deserialize_with = "crate::input::integer")]
+    #[schema(minimum = 1, maximum = 15_728_640)]
+    pub size_bytes: u64,
+}
+
+/// How to upload a granted photo: `method` the `url` with exactly `headers`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UploadDto {
+    /// Always `PUT`.
+    pub method: String,
+    pub url: String,
+    /// Send exactly these (they are signed).
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// A granted photo upload.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EvidenceGrantDto {
+    /// Answer the photo item with `{"evidence_id": …}` once uploaded.
+    pub evidence_id: EvidenceId,
+    pub item_key: String,
+    pub upload: UploadDto,
+    /// The upload URL's expiry (at most 15 minutes from now).
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EvidenceQuery {
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1..=200 (default 50); larger values are rejected with 422.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
 }

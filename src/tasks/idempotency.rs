@@ -84,3 +84,14 @@ pub async fn remember(
         .await?;
     Ok(())
 }
+
+/// Remembered answers past the window in which a client may replay its request.
+pub const PRUNING: crate::db::PruneRule = crate::db::PruneRule {
+    table: "idempotency_keys",
+    count: "SELECT count(*) FROM idempotency_keys WHERE created_at < $1",
+    delete: "WITH gone AS (
+                 DELETE FROM idempotency_keys WHERE (subject, key) IN (
+                     SELECT subject, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)
+                 RETURNING 1)
+                 SELECT count(*) FROM gone",
+};

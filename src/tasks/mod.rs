@@ -4,7 +4,7 @@
 mod dto;
 pub mod events;
 pub mod fixture;
-mod idempotency;
+pub mod idempotency;
 pub mod jobs;
 pub mod relabel;
 pub mod repo;
@@ -175,7 +175,7 @@ pub fn schema_rules(document: &mut serde_json::Value) {
 }
 
 pub mod metrics {
-    //! Business metrics of SPEC §10.
+    //! Business metrics of PRODUCT §10.
     use std::sync::LazyLock;
 
     use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};

@@ -66,21 +66,24 @@ const DELETE: &str = concat!(
         -- Relabel items carry no foreign key (bulk writes); they go with their task.
         DELETE FROM task_items WHERE task_id IN (SELECT id FROM gone)
     )
-    SELECT count(*) FROM gone"
+    SELECT id FROM gone"
 );
 
 /// Deletes those of `ids` that are still closed and last changed before `before`, with
-/// their items; answers how many tasks went.
+/// their items and their photo evidence (whose objects `evidence` deletes after);
+/// answers how many tasks went.
 pub async fn delete_closed(
     conn: &mut PgConnection,
     ids: &[TaskId],
     before: DateTime<Utc>,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(DELETE)
+    let gone: Vec<TaskId> = sqlx::query_scalar(DELETE)
         .bind(ids)
         .bind(before)
-        .fetch_one(conn)
-        .await
+        .fetch_all(&mut *conn)
+        .await?;
+    crate::evidence::retention::release_tasks(conn, &gone).await?;
+    Ok(i64::try_from(gone.len()).unwrap_or(i64::MAX))
 }
 
 /// Closed tasks last changed before `before` (what a dry run reports).

@@ -15,8 +15,9 @@ use uuid::Uuid;
 use super::{
     Action, TaskStatus,
     dto::{
-        CompleteBody, EmptyBody, HistoryQuery, NewComment, NewTaskBody, ReasonBody, TaskDto,
-        TaskEventDto, TaskItemDto, TaskItemsQuery, TaskListQuery, TaskPatch, TaskSummaryDto,
+        CompleteBody, EmptyBody, EvidenceGrantDto, EvidenceQuery, HistoryQuery, NewComment,
+        NewEvidence, NewTaskBody, ReasonBody, TaskDto, TaskEventDto, TaskItemDto, TaskItemsQuery,
+        TaskListQuery, TaskPatch, TaskSummaryDto,
     },
     repo::{self, ListFilter},
     service::{self, IfMatch, TransitionRequest},
@@ -24,11 +25,12 @@ use super::{
 use crate::{
     auth::Principal,
     error::{ApiError, FieldError, Problem},
+    evidence::{Evidence, EvidenceDto},
     http::{
         extract::{IdempotencyKey, Json, JsonBytes, Path, Query, parse_optional_json},
         pagination::{Page, PageRequest},
     },
-    ids::{StoreId, TaskId, TaskKind},
+    ids::{EvidenceId, StoreId, TaskId, TaskKind},
     stores::ScopedStore,
 };
 
@@ -38,6 +40,7 @@ where
     S: Clone + Send + Sync + 'static,
     PgPool: FromRef<S>,
     crate::stores::StoreDirectory: FromRef<S>,
+    Evidence: FromRef<S>,
 {
     OpenApiRouter::new()
         .routes(routes!(list_store_tasks, create_task))
@@ -50,6 +53,7 @@ where
         .routes(routes!(task_history))
         .routes(routes!(task_items))
         .routes(routes!(add_comment))
+        .routes(routes!(list_evidence, grant_evidence))
 }
 
 /// The task with its ETag header.
@@ -234,13 +238,22 @@ macro_rules! transition_route {
         async fn $name(
             principal: Principal,
             State(db): State<PgPool>,
+            State(evidence): State<Evidence>,
             Path(id): Path<TaskId>,
             headers: HeaderMap,
             body: Bytes,
         ) -> Result<Response, ApiError> {
             let body: $body = parse_optional_json(&headers, &body)?;
             let make: fn($body) -> Result<TransitionRequest, ApiError> = $make;
-            let task = service::apply(&db, &principal, id, if_match(&headers)?, make(body)?).await?;
+            let task = service::apply(
+                &db,
+                &evidence,
+                &principal,
+                id,
+                if_match(&headers)?,
+                make(body)?,
+            )
+            .await?;
             Ok(with_etag(StatusCode::OK, task))
         }
     };
@@ -368,4 +381,66 @@ async fn add_comment(
 ) -> Result<(StatusCode, Json<TaskEventDto>), ApiError> {
     let event = service::comment(&db, &principal, id, &comment.body).await?;
     Ok((StatusCode::CREATED, Json(event)))
+}
+
+/// Ask to upload a photo for a photo item of the task (staff who may work on it, while
+/// it is open or in progress). Answers a presigned `PUT` valid for at most 15 minutes
+/// for exactly this type and size: the object store refuses anything else. Complete
+/// the task with `{"evidence_id"}` as the item's answer.
+#[utoipa::path(
+    post, path = "/tasks/{task_id}/evidence", tag = "tasks",
+    params(("task_id" = TaskId, Path, description = "The task's id")),
+    request_body = NewEvidence,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = EvidenceGrantDto, description = "Granted: upload with `upload`"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "No valid bearer token"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Not someone who may work on this task"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such task in the caller's scope"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The task is no longer open"),
+    )
+)]
+async fn grant_evidence(
+    principal: Principal,
+    State(db): State<PgPool>,
+    State(evidence): State<Evidence>,
+    Path(id): Path<TaskId>,
+    Json(body): Json<NewEvidence>,
+) -> Result<Response, ApiError> {
+    let grant = service::grant_evidence(&db, &evidence, &principal, id, body).await?;
+    Ok((StatusCode::CREATED, Json(grant)).into_response())
+}
+
+/// The task's attached photos (whoever may see the task), each with presigned `GET`
+/// URLs of the original and, once a worker made it, a thumbnail; the URLs expire at
+/// `urls_expire_at`.
+#[utoipa::path(
+    get, path = "/tasks/{task_id}/evidence", tag = "tasks",
+    params(("task_id" = TaskId, Path, description = "The task's id"), EvidenceQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Page<EvidenceDto>),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "No valid bearer token"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Outside the caller's scope"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such task in the caller's scope"),
+    )
+)]
+async fn list_evidence(
+    principal: Principal,
+    State(db): State<PgPool>,
+    State(evidence): State<Evidence>,
+    Path(id): Path<TaskId>,
+    Query(query): Query<EvidenceQuery>,
+) -> Result<Json<Page<EvidenceDto>>, ApiError> {
+    let page = PageRequest::<EvidenceId>::parse(query.cursor.as_deref(), query.limit)?;
+    let rows = service::list_evidence(
+        &db,
+        &evidence,
+        &principal,
+        id,
+        page.after,
+        page.fetch_limit(),
+    )
+    .await?;
+    Ok(Json(page.page(rows, |photo| photo.evidence_id)))
 }

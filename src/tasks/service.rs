@@ -8,7 +8,10 @@ use sqlx::{PgConnection, PgPool};
 
 use super::{
     Action, Priority, TaskSource, TaskStatus,
-    dto::{CompleteBody, NewTaskBody, ReasonBody, TaskDto, TaskEventDto, TaskPatch},
+    dto::{
+        CompleteBody, EvidenceGrantDto, NewEvidence, NewTaskBody, ReasonBody, TaskDto,
+        TaskEventDto, TaskPatch, UploadDto,
+    },
     idempotency,
     repo::{self, TaskRow},
     transition,
@@ -17,8 +20,9 @@ use super::{
 use crate::{
     auth::Principal,
     error::{ApiError, FieldError},
-    ids::{RegionCode, StoreId, TaskId, TaskKind},
-    templates::{self, EvidenceRef},
+    evidence::{Evidence, EvidenceDto, GrantFor},
+    ids::{EvidenceId, RegionCode, StoreId, TaskId, TaskKind},
+    templates::{self, EvidenceRef, ItemType, PhotoAnswer},
 };
 
 /// How far from now a task may be due, either way: work a store plans (or records
@@ -230,6 +234,17 @@ pub struct TransitionRequest {
 }
 
 impl TransitionRequest {
+    /// The photo answers of a completion (none for other actions).
+    fn photo_answers(&self) -> Vec<(String, EvidenceId)> {
+        match (
+            self.action,
+            self.answers.as_ref().and_then(Value::as_object),
+        ) {
+            (Action::Complete, Some(answers)) => PhotoAnswer::in_answers(answers),
+            _ => Vec::new(),
+        }
+    }
+
     /// start, approve: nothing to say.
     pub fn plain(action: Action) -> Self {
         Self {
@@ -268,33 +283,53 @@ impl TransitionRequest {
     }
 }
 
+/// Who may take an action on a task: workers start and complete (and upload photos),
+/// managers approve, redo and cancel.
+fn authorize(principal: &Principal, task: &TaskRow, action: Action) -> Result<(), ApiError> {
+    match action {
+        Action::Start | Action::Complete => principal.ensure_works_on(task.assignee_id),
+        Action::Approve | Action::Redo | Action::Cancel => principal.ensure_manages_tasks(),
+    }
+}
+
 /// The one way staff change a task's status: lock, check scope and permission, check
 /// the transition table and If-Match, then write status, audit event and outbox event
-/// together.
+/// together. A completion's photos are checked against the object store first, with
+/// no lock held across its round trips, and attached in the same transaction.
 pub async fn apply(
     db: &PgPool,
+    evidence: &Evidence,
     principal: &Principal,
     id: TaskId,
     expected: Option<IfMatch>,
     request: TransitionRequest,
 ) -> Result<TaskDto, ApiError> {
+    let photos = request.photo_answers();
+    let verified = if photos.is_empty() {
+        Vec::new()
+    } else {
+        {
+            // What the transaction below refuses first is refused before the photos
+            // are looked at (it checks again under the lock).
+            let mut conn = db.acquire().await?;
+            let task = readable_task(&mut conn, principal, id, false).await?;
+            authorize(principal, &task, request.action)?;
+            legal_transition(&task, request.action)?;
+        }
+        crate::evidence::verify(db, evidence, id, &photos)
+            .await?
+            .map_err(refused_photos)?
+    };
     let mut tx = crate::db::begin(db).await?;
     let task = readable_task(&mut tx, principal, id, true).await?;
-    match request.action {
-        Action::Start | Action::Complete => principal.ensure_works_on(task.assignee_id)?,
-        Action::Approve | Action::Redo | Action::Cancel => principal.ensure_manages_tasks()?,
-    }
-    let (from, to) = transition(request.action, task.review_required);
-    if !from.contains(&task.status) {
-        return Err(ApiError::Conflict(format!(
-            "cannot {} a task that is {}",
-            request.action.verb(),
-            task.status.as_str()
-        )));
-    }
+    authorize(principal, &task, request.action)?;
+    let to = legal_transition(&task, request.action)?;
     check_version(&task, expected)?;
     if request.action == Action::Complete {
         validate_completion(&mut tx, &task, &request).await?;
+        crate::evidence::attach(&mut tx, id, &verified)
+            .await?
+            .map_err(refused_photos)?;
     }
     let updated = write::transition(
         &mut tx,
@@ -311,6 +346,115 @@ pub async fn apply(
     .await?;
     tx.commit().await?;
     Ok(updated.into())
+}
+
+/// Where `action` leads from the task's status, or 409 when the table forbids it.
+fn legal_transition(task: &TaskRow, action: Action) -> Result<TaskStatus, ApiError> {
+    let (from, to) = transition(action, task.review_required);
+    if from.contains(&task.status) {
+        Ok(to)
+    } else {
+        Err(ApiError::Conflict(format!(
+            "cannot {} a task that is {}",
+            action.verb(),
+            task.status.as_str()
+        )))
+    }
+}
+
+/// Photo answers the object store or their grants refuse: 422 naming each item.
+fn refused_photos(refused: Vec<(String, crate::evidence::Refusal)>) -> ApiError {
+    ApiError::Validation(
+        refused
+            .into_iter()
+            .map(|(key, refusal)| FieldError::new(format!("answers.{key}"), refusal.to_string()))
+            .collect(),
+    )
+}
+
+/// Grants a photo upload for a photo item of a task the caller may work on, while it is
+/// open or in progress.
+pub async fn grant_evidence(
+    db: &PgPool,
+    evidence: &Evidence,
+    principal: &Principal,
+    id: TaskId,
+    body: NewEvidence,
+) -> Result<EvidenceGrantDto, ApiError> {
+    let mut tx = crate::db::begin(db).await?;
+    let task = readable_task(&mut tx, principal, id, false).await?;
+    principal.ensure_works_on(task.assignee_id)?;
+    if !TaskStatus::ACTIVE.contains(&task.status) {
+        return Err(ApiError::Conflict(format!(
+            "photos are taken for open work; this task is {}",
+            task.status.as_str()
+        )));
+    }
+    let photo_item = match (task.template_id, task.template_version) {
+        (Some(template), Some(version)) => {
+            templates::find_version(&mut tx, template, Some(version))
+                .await?
+                .is_some_and(|t| {
+                    t.checklist
+                        .0
+                        .iter()
+                        .any(|item| item.key == body.item_key && item.item_type == ItemType::Photo)
+                })
+        }
+        _ => false,
+    };
+    if !photo_item {
+        return Err(ApiError::validation(
+            "item_key",
+            "is not a photo item of this task's checklist",
+        ));
+    }
+    let grant = crate::evidence::grant(
+        &mut tx,
+        evidence,
+        GrantFor {
+            task_id: task.id,
+            store_id: task.store_id,
+            task_created_at: task.created_at,
+            item_key: &body.item_key,
+            content_type: body.content_type,
+            size_bytes: body.size_bytes,
+            granted_by: &principal.subject,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(EvidenceGrantDto {
+        evidence_id: grant.id,
+        item_key: body.item_key,
+        upload: UploadDto {
+            method: "PUT".to_owned(),
+            url: grant.upload.url,
+            headers: grant
+                .upload
+                .headers
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
+        },
+        expires_at: grant.expires_at,
+    })
+}
+
+/// The attached photos of a task the caller can see.
+pub async fn list_evidence(
+    db: &PgPool,
+    evidence: &Evidence,
+    principal: &Principal,
+    id: TaskId,
+    after: Option<EvidenceId>,
+    limit: i64,
+) -> Result<Vec<EvidenceDto>, ApiError> {
+    {
+        let mut conn = db.acquire().await?;
+        readable_task(&mut conn, principal, id, false).await?;
+    }
+    Ok(crate::evidence::list(db, evidence, id, after, limit).await?)
 }
 
 /// Answers against the template version the task was created from, evidence shapes.

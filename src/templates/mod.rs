@@ -28,7 +28,8 @@ pub enum ItemType {
     Number,
     /// Free text, up to 2,000 characters.
     Text,
-    /// A photo: the answer is an evidence reference `{"url": ..., ...}`.
+    /// A photo: the answer is `{"evidence_id": ...}` of a photo uploaded through an
+    /// evidence grant (`POST /tasks/{task_id}/evidence`).
     Photo,
 }
 
@@ -50,8 +51,35 @@ pub struct ChecklistItem {
     pub required: bool,
 }
 
-/// A reference to evidence stored elsewhere (object storage): the API keeps the URL
-/// and metadata, never the bytes.
+/// A photo item's answer: the evidence id of an uploaded photo. Completion attaches it
+/// only once the photo is in the object store with its granted size, type and an image
+/// signature of that type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhotoAnswer {
+    pub evidence_id: crate::ids::EvidenceId,
+}
+
+impl PhotoAnswer {
+    /// The photo answers among `answers` (any item whose answer has this shape; which
+    /// items are photos is checked against the template with the rest).
+    pub fn in_answers(
+        answers: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<(String, crate::ids::EvidenceId)> {
+        answers
+            .iter()
+            .filter_map(|(key, value)| {
+                serde_json::from_value::<PhotoAnswer>(value.clone())
+                    .ok()
+                    .map(|photo| (key.clone(), photo.evidence_id))
+            })
+            .collect()
+    }
+}
+
+/// A reference to a picture hosted elsewhere (a system's own camera archive, say),
+/// listed with a completion: kept as sent, never fetched or verified, and never a
+/// photo item's answer (that takes an uploaded photo, [`PhotoAnswer`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvidenceRef {
@@ -229,13 +257,14 @@ pub fn validate_answers(
                 Some(_) => {}
                 None => errors.push(FieldError::new(field, "must be text")),
             },
-            ItemType::Photo => match serde_json::from_value::<EvidenceRef>(value.clone()) {
-                Ok(evidence) => evidence.validate(&field, errors),
-                Err(_) => errors.push(FieldError::new(
-                    field,
-                    "must be an evidence reference {\"url\": \"https://...\"}",
-                )),
-            },
+            ItemType::Photo => {
+                if serde_json::from_value::<PhotoAnswer>(value.clone()).is_err() {
+                    errors.push(FieldError::new(
+                        field,
+                        "must be {\"evidence_id\": \"...\"} of a photo uploaded with POST /tasks/{task_id}/evidence",
+                    ));
+                }
+            }
         }
     }
 }
@@ -298,9 +327,16 @@ mod tests {
             ]
         );
 
-        let answers = serde_json::json!({"clean": true, "temp": 4.5, "shelf": {"url": "https://cdn.example.com/p.jpg"}});
+        let answers = serde_json::json!({"clean": true, "temp": 4.5, "shelf": {"evidence_id": "0190a0a0-0000-7000-8000-000000000001"}});
         let mut errors = Vec::new();
         validate_answers(&items, answers.as_object().expect("object"), &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
+
+        // A photo is an uploaded photo's evidence id, not a URL.
+        let answers = serde_json::json!({"clean": true, "temp": 4.5, "shelf": {"url": "https://cdn.example.com/p.jpg"}});
+        let mut errors = Vec::new();
+        validate_answers(&items, answers.as_object().expect("object"), &mut errors);
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, vec!["answers.shelf"]);
     }
 }

@@ -1,4 +1,4 @@
-//! Outbound webhooks (SPEC §5): HQ subscribes URLs to event types; every matching event
+//! Outbound webhooks (PRODUCT §5): HQ subscribes URLs to event types; every matching event
 //! becomes one delivery, POSTed as JSON with an HMAC-SHA256 signature, retried through
 //! the delay queues and dead-lettered after the last attempt.
 //!
@@ -7,7 +7,7 @@
 //! `webhook-deliveries` performs the POSTs.
 
 mod delivery;
-mod repo;
+pub mod repo;
 mod routes;
 pub mod signature;
 pub mod target;
@@ -22,6 +22,7 @@ use crate::{
     campaigns::CampaignCreated,
     config::WebhookConfig,
     events::{Event, consumer::Registry},
+    evidence::EvidenceAttached,
     ingest::IngestReceived,
     tasks::events::{
         TaskCancelled, TaskCompleted, TaskCreated, TaskExpired, TaskOverdue, TaskStarted,
@@ -29,8 +30,8 @@ use crate::{
     },
 };
 
-/// Event types a webhook may subscribe to: the public events of SPEC §5.
-pub const PUBLIC_EVENT_TYPES: [&str; 9] = [
+/// Event types a webhook may subscribe to: the public events of PRODUCT §5.
+pub const PUBLIC_EVENT_TYPES: [&str; 10] = [
     TaskCreated::ROUTING_KEY,
     TaskStarted::ROUTING_KEY,
     TaskSubmitted::ROUTING_KEY,
@@ -40,6 +41,7 @@ pub const PUBLIC_EVENT_TYPES: [&str; 9] = [
     TaskOverdue::ROUTING_KEY,
     CampaignCreated::ROUTING_KEY,
     IngestReceived::ROUTING_KEY,
+    EvidenceAttached::ROUTING_KEY,
 ];
 
 /// Every routing key this module emits.

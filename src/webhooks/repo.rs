@@ -132,3 +132,14 @@ pub async fn record_attempt(
     .await
     .map(drop)
 }
+
+/// Delivery records past their retention.
+pub const DELIVERY_PRUNING: crate::db::PruneRule = crate::db::PruneRule {
+    table: "webhook_deliveries",
+    count: "SELECT count(*) FROM webhook_deliveries WHERE created_at < $1",
+    delete: "WITH gone AS (
+                 DELETE FROM webhook_deliveries WHERE id IN (
+                     SELECT id FROM webhook_deliveries WHERE created_at < $1 LIMIT $2)
+                 RETURNING 1)
+                 SELECT count(*) FROM gone",
+};

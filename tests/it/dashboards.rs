@@ -1,4 +1,4 @@
-//! Dashboards and alerts only query metrics the code exports (SPEC §10: metric names
+//! Dashboards and alerts only query metrics the code exports (PRODUCT §10: metric names
 //! are a contract). Every `storeops_*` name in dashboards/ must be declared in src/.
 
 use std::{collections::BTreeSet, fs, path::Path};

@@ -1,4 +1,4 @@
-//! A primary restart under traffic (SPEC §6, §8), on a PostgreSQL instance of the
+//! A primary restart under traffic (PRODUCT §6, §8), on a PostgreSQL instance of the
 //! test's own (own port and data directory; the shared one is never touched): while it
 //! is down the api answers 503 problem+json with Retry-After, never 500 and never a
 //! hang; it recovers by itself; and the scheduler's leader keeps its lease across a

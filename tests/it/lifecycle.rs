@@ -1,5 +1,5 @@
 //! The real binary as a process: readiness, configuration errors and graceful shutdown
-//! exactly as SPEC §6 describes.
+//! exactly as PRODUCT §6 describes.
 
 use crate::common;
 

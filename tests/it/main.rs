@@ -13,6 +13,7 @@ mod dashboards;
 mod db_restart;
 mod document;
 mod events;
+mod evidence;
 mod hostile;
 mod integrations;
 mod layers;

@@ -19,7 +19,7 @@ async fn scalar(db: &sqlx::PgPool, sql: &'static str) -> i64 {
 
 #[tokio::test]
 async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
-    let (_, db) = common::fresh_database().await;
+    let (database, db) = common::fresh_database().await;
     storeops::seed::seed_chain(&db, 3, 0).await.expect("seed");
     let setup = [
         // Outbox, by UTC day of the id: a day three days ago wholly published (goes
@@ -143,6 +143,8 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
             pause: Duration::from_millis(1),
             duty_percent: 20,
         },
+        evidence: storeops::evidence::Evidence::new(&common::evidence_config(&database))
+            .expect("evidence"),
     };
     let expected = vec![
         ("tasks", 40),
@@ -151,6 +153,8 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
         ("idempotency_keys", 0),
         ("webhook_deliveries", 0),
         ("ingests", 6),
+        ("evidence", 0),
+        ("evidence_objects", 0),
         ("task_events", 7),
     ];
     let dry = pruner.run_once(true).await.expect("dry run");

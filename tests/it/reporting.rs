@@ -267,6 +267,8 @@ async fn compliance_counts_groups_scopes_and_survives_pruning() {
             pause: Duration::from_millis(1),
             duty_percent: 20,
         },
+        evidence: storeops::evidence::Evidence::new(&common::evidence_config(&app.database))
+            .expect("evidence"),
     };
     let pruned = pruner.run_once(false).await.expect("prune");
     assert_eq!(pruned.rows[0], ("tasks", 3));

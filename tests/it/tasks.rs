@@ -140,9 +140,14 @@ impl Ctx {
     }
 }
 
-fn good_answers() -> Value {
-    json!({"answers": {"lights": true, "fridge_temp": 3.5, "entrance": {"url": "https://cdn.example.com/e.jpg"}},
-           "evidence": [{"url": "https://cdn.example.com/e.jpg", "content_type": "image/jpeg", "item_key": "entrance"}]})
+impl Ctx {
+    /// Answers of the checklist template, with an entrance photo uploaded for `task` by
+    /// `token` (a grant, then the upload it allows), and a picture hosted elsewhere.
+    async fn good_answers(&self, task: &Value, token: &str) -> Value {
+        let photo = common::upload_photo(&self.app, task, "entrance", token).await;
+        json!({"answers": {"lights": true, "fridge_temp": 3.5, "entrance": {"evidence_id": photo}},
+               "evidence": [{"url": "https://cdn.example.com/e.jpg", "content_type": "image/jpeg", "item_key": "entrance"}]})
+    }
 }
 
 #[tokio::test]
@@ -214,7 +219,12 @@ async fn templates_are_versioned_and_hq_only() {
     )
     .await;
     let done = ctx
-        .transition(&task, "complete", &ctx.manager, Some(good_answers()))
+        .transition(
+            &task,
+            "complete",
+            &ctx.manager,
+            Some(ctx.good_answers(&task, &ctx.manager).await),
+        )
         .await;
     assert_eq!(done.status(), 200, "v2's checklist still applies");
 }
@@ -612,10 +622,11 @@ async fn the_lifecycle_follows_the_transition_table() {
         422,
     )
     .await;
-    assert_eq!(problem["errors"][0]["field"], "answers.entrance.url");
+    assert_eq!(problem["errors"][0]["field"], "answers.entrance");
 
+    let answers = ctx.good_answers(&task, associate).await;
     let done = ctx
-        .transition(&task, "complete", associate, Some(good_answers()))
+        .transition(&task, "complete", associate, Some(answers.clone()))
         .await;
     assert_eq!(done.status(), 200);
     let done: Value = done.json().await.expect("json");
@@ -623,7 +634,7 @@ async fn the_lifecycle_follows_the_transition_table() {
     assert_eq!(done["answers"]["fridge_temp"], 3.5);
     assert!(done["completed_at"].is_string());
     assert_problem(
-        ctx.transition(&done, "complete", associate, Some(good_answers()))
+        ctx.transition(&done, "complete", associate, Some(answers))
             .await,
         409,
     )
@@ -662,12 +673,20 @@ async fn the_lifecycle_follows_the_transition_table() {
     assert_eq!(kinds, vec!["created", "started", "completed", "commented"]);
 
     // Every change went to the outbox.
-    let keys: Vec<String> =
-        sqlx::query_scalar("SELECT routing_key FROM outbox ORDER BY created_at")
-            .fetch_all(&ctx.app.db)
-            .await
-            .expect("outbox");
-    assert_eq!(keys, vec!["task.created", "task.started", "task.completed"]);
+    // Outbox ids are v7, in the order the events were written.
+    let keys: Vec<String> = sqlx::query_scalar("SELECT routing_key FROM outbox ORDER BY id")
+        .fetch_all(&ctx.app.db)
+        .await
+        .expect("outbox");
+    assert_eq!(
+        keys,
+        vec![
+            "task.created",
+            "task.started",
+            "evidence.attached",
+            "task.completed"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -691,7 +710,7 @@ async fn review_sends_work_to_the_manager() {
             &task,
             "complete",
             &ctx.associates[0].1,
-            Some(good_answers()),
+            Some(ctx.good_answers(&task, &ctx.associates[0].1).await),
         )
         .await
         .json()
@@ -721,7 +740,7 @@ async fn review_sends_work_to_the_manager() {
             &task,
             "complete",
             &ctx.associates[0].1,
-            Some(good_answers()),
+            Some(ctx.good_answers(&task, &ctx.associates[0].1).await),
         )
         .await
         .json()
@@ -736,17 +755,18 @@ async fn review_sends_work_to_the_manager() {
         .expect("json");
     assert_eq!(approved["status"], "done");
 
-    let keys: Vec<String> =
-        sqlx::query_scalar("SELECT routing_key FROM outbox ORDER BY created_at")
-            .fetch_all(&ctx.app.db)
-            .await
-            .expect("outbox");
+    let keys: Vec<String> = sqlx::query_scalar("SELECT routing_key FROM outbox ORDER BY id")
+        .fetch_all(&ctx.app.db)
+        .await
+        .expect("outbox");
     assert_eq!(
         keys,
         vec![
             "task.created",
+            "evidence.attached",
             "task.submitted",
             "task.reopened",
+            "evidence.attached",
             "task.submitted",
             "task.completed"
         ]

@@ -1,4 +1,4 @@
-//! A realistic load of a 1,000-store chain on storeops (SPEC §14), with goose.
+//! A realistic load of a 1,000-store chain on storeops (PRODUCT §14), with goose.
 //!
 //! Every user is one person with a real token of their role, signed with the
 //! cluster's AUTH_JWT_SECRET: associates poll their store's list, open tasks, start and

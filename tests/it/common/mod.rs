@@ -268,6 +268,13 @@ impl TestApp {
                 ),
                 ("WEBHOOK_TIMEOUT_SECONDS".to_owned(), "5".to_owned()),
             ])
+            .chain(s3_env(&database))
+            // A test's own settings win over the defaults above.
+            .chain(
+                reporting_env
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.replace("{db}", &database))),
+            )
             .collect();
         let config = storeops::config::Config::from_lookup(|k| env.get(k).cloned())
             .expect("test configuration");
@@ -364,6 +371,36 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_j
         assert!(body[field].is_string(), "problem lacks {field}: {body}");
     }
     body
+}
+
+/// The object store of `scripts/dev-env env` (SeaweedFS), under a key prefix of this
+/// test's own (`prefix`: its database's name), as environment variables; none when the
+/// store is not configured.
+pub fn s3_env(prefix: &str) -> Vec<(String, String)> {
+    let Ok(bucket) = std::env::var("S3_BUCKET") else {
+        return Vec::new();
+    };
+    let mut env: Vec<(String, String)> = [
+        "S3_ENDPOINT",
+        "S3_REGION",
+        "S3_PATH_STYLE",
+        "S3_ACCESS_KEY_ID",
+        "S3_SECRET_ACCESS_KEY",
+    ]
+    .into_iter()
+    .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_owned(), v)))
+    .collect();
+    env.push(("S3_BUCKET".to_owned(), bucket));
+    env.push(("S3_KEY_PREFIX".to_owned(), format!("tests/{prefix}")));
+    env
+}
+
+/// The evidence settings a test app with this prefix runs with.
+pub fn evidence_config(prefix: &str) -> storeops::config::EvidenceConfig {
+    let env: std::collections::HashMap<String, String> = s3_env(prefix).into_iter().collect();
+    storeops::config::Config::from_lookup(|k| env.get(k).cloned())
+        .expect("evidence configuration")
+        .evidence
 }
 
 /// The broker URL from `scripts/dev-env env`.
@@ -760,4 +797,69 @@ test_events! {
     Streamed => "test.stream",
     Benched => "bench.event",
     Traced => "test.traced",
+}
+
+/// A small JPEG (`width` × `height`, one colour), as a phone's photo would be.
+pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
+    let photo = image::DynamicImage::new_rgb8(width, height);
+    let mut out = std::io::Cursor::new(Vec::new());
+    photo
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("encode JPEG");
+    out.into_inner()
+}
+
+/// Asks for an upload grant for `item` of `task` as `token`; answers the grant.
+pub async fn grant_photo(
+    app: &TestApp,
+    task: &serde_json::Value,
+    item: &str,
+    token: &str,
+    content_type: &str,
+    size: usize,
+) -> serde_json::Value {
+    let id = task["id"].as_str().expect("task id");
+    let response = app
+        .client
+        .post(app.url(&format!("/api/v1/tasks/{id}/evidence")))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"item_key": item, "content_type": content_type, "size_bytes": size}))
+        .send()
+        .await
+        .expect("grant request");
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.expect("grant json");
+    assert_eq!(status, 201, "grant: {body}");
+    body
+}
+
+/// PUTs `bytes` to a grant's upload URL with `content_type` (the grant's own headers
+/// otherwise); answers the object store's status.
+pub async fn put_upload(grant: &serde_json::Value, bytes: Vec<u8>, content_type: &str) -> u16 {
+    let url = grant["upload"]["url"].as_str().expect("upload url");
+    client()
+        .put(url)
+        .header("Content-Type", content_type)
+        .body(bytes)
+        .send()
+        .await
+        .expect("upload")
+        .status()
+        .as_u16()
+}
+
+/// Grants and uploads a JPEG for `item` of `task`; answers its evidence id.
+pub async fn upload_photo(
+    app: &TestApp,
+    task: &serde_json::Value,
+    item: &str,
+    token: &str,
+) -> String {
+    let photo = jpeg(64, 48);
+    let grant = grant_photo(app, task, item, token, "image/jpeg", photo.len()).await;
+    assert_eq!(put_upload(&grant, photo, "image/jpeg").await, 200, "upload");
+    grant["evidence_id"]
+        .as_str()
+        .expect("evidence id")
+        .to_owned()
 }

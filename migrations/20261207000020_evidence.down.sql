@@ -1,0 +1,2 @@
+DROP TABLE evidence_deletions;
+DROP TABLE evidence;
