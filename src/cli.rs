@@ -58,6 +58,9 @@ pub enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Print the OpenAPI 3.1 document this build serves at /openapi.json (for client
+    /// generators), with this configuration's limits.
+    Openapi,
     /// Print a signed JWT for local use and tests (needs AUTH_JWT_SECRET).
     Token {
         #[arg(long)]
@@ -130,6 +133,7 @@ impl Command {
             Self::Token { .. } => "token",
             Self::Dlq { .. } => "dlq",
             Self::Prune { .. } => "prune",
+            Self::Openapi => "openapi",
         }
     }
 }
@@ -218,6 +222,10 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 }
             );
             pool.close().await;
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", roles::api::openapi_for(&config));
             Ok(())
         }
         Command::Token {

@@ -151,6 +151,8 @@ pub struct Retention {
     pub outbox: Duration,
     pub inbox: Duration,
     pub idempotency_keys: Duration,
+    /// The store changes feed's log: an app offline longer than this resyncs (410).
+    pub task_changes: Duration,
     pub webhook_deliveries: Duration,
     /// Raw integration requests (finished ones; their tasks stay).
     pub ingests: Duration,
@@ -419,6 +421,7 @@ impl Config {
                 inbox: env.days("INBOX_RETENTION_DAYS", 7)?,
                 idempotency_keys: env.seconds("IDEMPOTENCY_RETENTION_HOURS", 48, 1..=24 * 365)?
                     * 3600,
+                task_changes: env.seconds("SYNC_CHANGES_RETENTION_HOURS", 72, 1..=24 * 90)? * 3600,
                 webhook_deliveries: env.days("WEBHOOK_DELIVERIES_RETENTION_DAYS", 30)?,
                 ingests: env.days("INGESTS_RETENTION_DAYS", 30)?,
                 batch_size: env.parse_in("PRUNE_BATCH_SIZE", 500, 100..=100_000)?,

@@ -40,6 +40,11 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// For a conflict: the resource as it is now (a task that changed underneath an
+    /// offline client's write), so the client can show the conflict instead of retrying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub current: Option<serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +61,15 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
+    /// A conflict with the resource's current state, which the answer carries.
+    #[error("{detail}")]
+    ConflictWith {
+        detail: String,
+        current: serde_json::Value,
+    },
+    /// What was asked for is no longer kept (a sync token older than the change log).
+    #[error("{0}")]
+    Gone(String),
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("{0}")]
@@ -87,7 +101,8 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::ConflictWith { .. } => StatusCode::CONFLICT,
+            Self::Gone(_) => StatusCode::GONE,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -106,6 +121,15 @@ impl ApiError {
         detail: String,
         errors: Vec<FieldError>,
     ) -> Response {
+        Self::problem_with(status, detail, errors, None)
+    }
+
+    fn problem_with(
+        status: StatusCode,
+        detail: String,
+        errors: Vec<FieldError>,
+        current: Option<serde_json::Value>,
+    ) -> Response {
         let slug = status
             .canonical_reason()
             .unwrap_or("error")
@@ -117,6 +141,7 @@ impl ApiError {
             status: status.as_u16(),
             detail,
             errors,
+            current,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
@@ -142,6 +167,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        if let Self::ConflictWith { detail, current } = self {
+            return Self::problem_with(status, detail, Vec::new(), Some(current));
+        }
         let (detail, errors) = match self {
             Self::Internal(cause) => {
                 tracing::error!(error = ?cause, "request failed");

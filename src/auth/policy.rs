@@ -143,7 +143,8 @@ impl Principal {
             Access::Associate { .. } => match assignee {
                 None => Ok(()),
                 Some(assignee) if Some(assignee) == self.staff_id() => Ok(()),
-                Some(_) => Err(ApiError::Forbidden(
+                // A state of the task, not a lack of rights: it may be reassigned back.
+                Some(_) => Err(ApiError::Conflict(
                     "this task is assigned to someone else".to_owned(),
                 )),
             },

@@ -168,3 +168,45 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             })
     }
 }
+
+/// The entity tags of `If-None-Match` (RFC 9110 §13.1.2): `*`, or a list of tags, weak
+/// or strong; compared weakly (a `W/` prefix is ignored), as the RFC asks for GET.
+#[derive(Debug, Default)]
+pub struct IfNoneMatch {
+    any: bool,
+    tags: Vec<String>,
+}
+
+impl IfNoneMatch {
+    /// Whether a representation tagged `etag` (`"…"`) is one the client has.
+    pub fn matches(&self, etag: &str) -> bool {
+        self.any
+            || self
+                .tags
+                .iter()
+                .any(|tag| tag == etag.trim_start_matches("W/"))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        let mut found = Self::default();
+        for value in parts.headers.get_all(header::IF_NONE_MATCH) {
+            // A header that is not a tag list matches nothing: answer in full.
+            let Ok(text) = value.to_str() else { continue };
+            for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                if tag == "*" {
+                    found.any = true;
+                } else {
+                    found.tags.push(tag.trim_start_matches("W/").to_owned());
+                }
+            }
+        }
+        Ok(found)
+    }
+}

@@ -68,38 +68,84 @@ impl Modify for StandardResponses {
                     .build(),
             )
         };
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                let has_body = operation.request_body.is_some();
-                let has_parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
-                let mut standard = vec![("400", "The path, query or body is malformed")];
-                if has_body {
-                    standard.push(("413", "The body is larger than this route accepts"));
-                    standard.push(("415", "The body is not application/json"));
-                }
-                if has_body || has_parameters {
-                    standard.push(("422", "A field is invalid; `errors` names each"));
-                }
-                standard.push((
-                    "503",
-                    "The database is unavailable; retry after Retry-After",
-                ));
-                for (code, description) in standard {
-                    operation
-                        .responses
-                        .responses
-                        .entry(code.to_owned())
-                        .or_insert_with(|| problem(description));
+        for operation in operations_mut(openapi) {
+            let has_body = operation.request_body.is_some();
+            let has_parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let mut standard = vec![("400", "The path, query or body is malformed")];
+            if has_body {
+                standard.push(("413", "The body is larger than this route accepts"));
+                standard.push(("415", "The body is not application/json"));
+            }
+            if has_body || has_parameters {
+                standard.push(("422", "A field is invalid; `errors` names each"));
+            }
+            standard.push((
+                "503",
+                "The database is unavailable; retry after Retry-After",
+            ));
+            for (code, description) in standard {
+                operation
+                    .responses
+                    .responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| problem(description));
+            }
+        }
+    }
+}
+
+/// OpenAPI 3.1 requires a description on every response; where an operation's own
+/// attribute gave none, its status's meaning in this API is stated.
+struct Described;
+
+impl Modify for Described {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        for operation in operations_mut(openapi) {
+            for (code, response) in operation.responses.responses.iter_mut() {
+                if let RefOr::T(response) = response
+                    && response.description.trim().is_empty()
+                {
+                    response.description = default_description(code).to_owned();
                 }
             }
         }
+    }
+}
+
+/// Every operation of the document.
+fn operations_mut(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
+/// What a status means when an operation does not say more.
+fn default_description(code: &str) -> &'static str {
+    match code {
+        "200" => "OK",
+        "201" => "Created",
+        "202" => "Accepted; the work continues in the background",
+        "204" => "Done; no content",
+        "304" => "Not modified since the ETag sent; no body",
+        "401" => "No valid bearer token",
+        "403" => "The caller's role or scope does not allow this",
+        "404" => "Not found, or outside the caller's scope",
+        "409" => "Conflicts with the resource's current state",
+        "410" => "No longer available",
+        "412" => "The resource changed since the ETag sent in If-Match",
+        "428" => "This write needs If-Match",
+        _ => "See the operation's description",
     }
 }
 
@@ -112,6 +158,7 @@ pub fn complete_document(
 ) -> serde_json::Value {
     BearerAuth.modify(&mut openapi);
     StandardResponses.modify(&mut openapi);
+    Described.modify(&mut openapi);
     let mut document =
         serde_json::to_value(&openapi).expect("the OpenAPI document is JSON (start-up)");
     for rule in rules {

@@ -68,6 +68,8 @@ enum Batch<'a> {
     ClosedTasks(&'a mut closed_tasks::RunProgress),
     /// Photo grants never attached (their objects are queued for deletion).
     UnattachedEvidence,
+    /// The store changes feed's log.
+    TaskChanges,
 }
 
 /// How long pruning waits for the statistics to catch up before it deletes tasks.
@@ -136,6 +138,19 @@ impl Pruner {
             report.rows.push((rule.table, removed + whole));
         }
         self.evidence(dry_run, &mut report).await?;
+        let changes_cutoff = cutoff(self.retention.task_changes);
+        let removed = if dry_run {
+            crate::tasks::sync::count_changes(&self.db, changes_cutoff).await?
+        } else {
+            self.batched(
+                "task_changes",
+                Batch::TaskChanges,
+                changes_cutoff,
+                &mut report.longest_statement,
+            )
+            .await?
+        };
+        report.rows.push(("task_changes", removed));
         let partitions = crate::tasks::retention::old_audit_partitions(
             &self.db,
             cutoff(self.retention.task_events),
@@ -254,6 +269,15 @@ impl Pruner {
                 Batch::ClosedTasks(progress) => {
                     closed_tasks::prune_batch(&mut tx, before, self.retention.batch_size, progress)
                         .await?
+                }
+                Batch::TaskChanges => {
+                    let pruned = crate::tasks::sync::prune_changes(
+                        &mut tx,
+                        before,
+                        self.retention.batch_size,
+                    )
+                    .await?;
+                    (pruned, pruned)
                 }
                 Batch::UnattachedEvidence => {
                     let released = crate::evidence::retention::release_unattached(

@@ -86,6 +86,13 @@ pub fn openapi() -> serde_json::Value {
     http::complete_document(api_routes(usize::MAX).into_openapi(), SCHEMA_RULES)
 }
 
+/// The document a server with this configuration serves.
+pub fn openapi_for(config: &Config) -> serde_json::Value {
+    let mut document = openapi();
+    configured_limits(&mut document, &config.evidence);
+    document
+}
+
 /// The limits this server's configuration sets, stated in the document it serves.
 fn configured_limits(document: &mut serde_json::Value, evidence: &crate::config::EvidenceConfig) {
     document["components"]["schemas"]["NewEvidence"]["properties"]["size_bytes"]["maximum"] =

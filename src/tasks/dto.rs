@@ -389,3 +389,17 @@ pub struct EvidenceQuery {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ChangesQuery {
+    /// The `next_token` of the last page read; absent: a first sync.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,200}$")]
+    pub since: Option<String>,
+    /// Only work assigned to this staff member or to nobody (an associate's own view);
+    /// a task assigned to someone else comes as removed, `reassigned`.
+    pub assignee: Option<StaffId>,
+    /// Page size, 1..=200 (default 100).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+}

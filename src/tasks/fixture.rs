@@ -80,6 +80,12 @@ impl TaskFixture {
     }
 
     pub async fn insert(&self, db: &PgPool) -> Result<TaskId, sqlx::Error> {
+        let mut conn = db.acquire().await?;
+        self.insert_in(&mut conn).await
+    }
+
+    /// As [`insert`](Self::insert), in the caller's connection (or transaction).
+    pub async fn insert_in(&self, conn: &mut sqlx::PgConnection) -> Result<TaskId, sqlx::Error> {
         let id = TaskId::generate();
         sqlx::query(
             "INSERT INTO tasks (id, store_id, kind, source, title, status, due_at, expires_at,
@@ -99,7 +105,7 @@ impl TaskFixture {
         .bind(self.updated_at)
         .bind(self.completed_at)
         .bind(self.cancelled_at)
-        .execute(db)
+        .execute(conn)
         .await?;
         Ok(id)
     }

@@ -31,6 +31,32 @@ pub enum Claim {
     Replay(serde_json::Value),
 }
 
+/// The remembered answer of a request already made with this key, looked up before
+/// any work (a replay does none): `None` when the key is new or its first request is
+/// still in flight (`claim` then waits for it). The same key with another request: 422.
+pub async fn peek(
+    db: &sqlx::PgPool,
+    subject: &str,
+    key: &str,
+    fingerprint: &str,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    let found: Option<(String, Json<serde_json::Value>)> = sqlx::query_as(
+        "SELECT request_hash, response FROM idempotency_keys WHERE subject = $1 AND key = $2",
+    )
+    .bind(subject)
+    .bind(key)
+    .fetch_optional(db)
+    .await?;
+    match found {
+        Some((hash, _)) if hash != fingerprint => Err(ApiError::validation(
+            "Idempotency-Key",
+            "was already used for a different request",
+        )),
+        Some((_, Json(response))) if !response.is_null() => Ok(Some(response)),
+        _ => Ok(None),
+    }
+}
+
 /// Reserves the key inside `conn`'s transaction. A concurrent request with the same
 /// key waits on the reservation and then sees the committed answer.
 pub async fn claim(

@@ -13,6 +13,7 @@ mod routes;
 pub mod seed;
 mod service;
 mod summary_json;
+pub mod sync;
 pub mod write;
 
 use serde::{Deserialize, Serialize};

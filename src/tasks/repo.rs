@@ -186,6 +186,49 @@ pub async fn list_for_store(
     query.build_query_as().fetch_all(db).await
 }
 
+/// The synced view of a store (its unfinished work; with an assignee, theirs and the
+/// unassigned), by id after `after`: the pages of a first sync.
+pub async fn in_view_after(
+    conn: &mut sqlx::PgConnection,
+    store: StoreId,
+    after: Option<TaskId>,
+    assignee: Option<StaffId>,
+    limit: i64,
+) -> Result<Vec<TaskSummaryRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        concat!(
+            "SELECT {SUMMARY_COLUMNS} FROM tasks
+              WHERE store_id = $1 AND status IN ",
+            crate::tasks::task_status_sql!(unfinished),
+            " AND ($2::uuid IS NULL OR id > $2)
+                AND ($3::uuid IS NULL OR assignee_id IS NULL OR assignee_id = $3)
+              ORDER BY id LIMIT $4"
+        ),
+        SUMMARY_COLUMNS = SUMMARY_COLUMNS
+    )))
+    .bind(store)
+    .bind(after)
+    .bind(assignee)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// The current summaries of `ids` in `store` (a task not found is gone).
+pub async fn summaries(
+    conn: &mut sqlx::PgConnection,
+    store: StoreId,
+    ids: &[TaskId],
+) -> Result<Vec<TaskSummaryRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SUMMARY_COLUMNS} FROM tasks WHERE store_id = $1 AND id = ANY($2)"
+    )))
+    .bind(store)
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+}
+
 #[derive(Debug, sqlx::FromRow)]
 pub struct TaskEventRow {
     pub id: Uuid,

@@ -15,19 +15,20 @@ use uuid::Uuid;
 use super::{
     Action, TaskStatus,
     dto::{
-        CompleteBody, EmptyBody, EvidenceGrantDto, EvidenceQuery, HistoryQuery, NewComment,
-        NewEvidence, NewTaskBody, ReasonBody, TaskDto, TaskEventDto, TaskItemDto, TaskItemsQuery,
-        TaskListQuery, TaskPatch, TaskSummaryDto,
+        ChangesQuery, CompleteBody, EmptyBody, EvidenceGrantDto, EvidenceQuery, HistoryQuery,
+        NewComment, NewEvidence, NewTaskBody, ReasonBody, TaskDto, TaskEventDto, TaskItemDto,
+        TaskItemsQuery, TaskListQuery, TaskPatch, TaskSummaryDto,
     },
     repo::{self, ListFilter},
     service::{self, IfMatch, TransitionRequest},
+    sync::{ChangesPage, Token},
 };
 use crate::{
     auth::Principal,
     error::{ApiError, FieldError, Problem},
     evidence::{Evidence, EvidenceDto},
     http::{
-        extract::{IdempotencyKey, Json, JsonBytes, Path, Query, parse_optional_json},
+        extract::{IdempotencyKey, IfNoneMatch, Json, JsonBytes, Path, Query, parse_optional_json},
         pagination::{Page, PageRequest},
     },
     ids::{EvidenceId, StoreId, TaskId, TaskKind},
@@ -54,16 +55,17 @@ where
         .routes(routes!(task_items))
         .routes(routes!(add_comment))
         .routes(routes!(list_evidence, grant_evidence))
+        .routes(routes!(store_changes))
 }
 
 /// The task with its ETag header.
 fn with_etag(status: StatusCode, task: TaskDto) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{}\"", task.version)).ok();
-    let mut response = (status, Json(task)).into_response();
-    if let Some(etag) = etag {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    response
+    tagged(&task_etag(&task), (status, Json(task)))
+}
+
+/// A task's tag: its version, which every change of it bumps.
+fn task_etag(task: &TaskDto) -> String {
+    format!("\"{}\"", task.version)
 }
 
 /// The precondition an `If-Match` header names (`"3"`, `W/"3"` or `*`).
@@ -91,17 +93,19 @@ fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, ApiError> {
     params(("store_id" = StoreId, Path, description = "The store's id"), TaskListQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = Page<TaskSummaryDto>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 200, body = Page<TaskSummaryDto>, description = "The page, tagged with the store list's version", headers(("ETag" = String, description = "Send as If-None-Match to ask whether anything changed"))),
+        (status = 304, description = "Nothing in the store's task lists changed since the ETag sent (no body)", headers(("ETag" = String))),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "No valid bearer token"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "The store is outside the caller's scope"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such store"),
     )
 )]
 async fn list_store_tasks(
     ScopedStore { store, .. }: ScopedStore,
     State(db): State<PgPool>,
+    known: IfNoneMatch,
     Query(query): Query<TaskListQuery>,
-) -> Result<JsonBytes, ApiError> {
+) -> Result<Response, ApiError> {
     let page = PageRequest::<(DateTime<Utc>, TaskId)>::parse(query.cursor.as_deref(), query.limit)?
         .check(|(due_at, _)| crate::input::within_reach(due_at))?;
     let mut errors = Vec::new();
@@ -131,11 +135,37 @@ async fn list_store_tasks(
         kind: query.kind,
         due_before: query.due_before,
     };
+    // The version first, then the list: a write between the two gives an older tag on
+    // newer content (the next poll fetches again), never the reverse.
+    let etag = format!("\"s{}\"", service::list_version(&db, store.id).await?);
+    if known.matches(&etag) {
+        return Ok(not_modified(&etag));
+    }
     let rows = repo::list_for_store(&db, store.id, &filter, page.after, page.fetch_limit()).await?;
     let page = page
         .page(rows, |row| (row.due_at, row.id))
         .map(TaskSummaryDto::from);
-    Ok(JsonBytes(super::summary_json::page(&page)))
+    Ok(tagged(&etag, JsonBytes(super::summary_json::page(&page))))
+}
+
+/// Lists and tasks change under every kind of write: a cache may keep them but must ask
+/// (If-None-Match) before each use.
+const REVALIDATE: &str = "private, no-cache";
+
+fn tagged(etag: &str, body: impl IntoResponse) -> Response {
+    let mut response = body.into_response();
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(REVALIDATE));
+    response
+}
+
+/// 304 with the tag the client already has, no body.
+fn not_modified(etag: &str) -> Response {
+    tagged(etag, StatusCode::NOT_MODIFIED)
 }
 
 /// Create a task in a store (store manager, HQ). Honours `Idempotency-Key`.
@@ -170,18 +200,24 @@ async fn create_task(
     params(("task_id" = TaskId, Path, description = "The task's id")),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = TaskDto, headers(("ETag" = String))),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 200, body = TaskDto, headers(("ETag" = String, description = "The task's version; send as If-None-Match or If-Match"))),
+        (status = 304, description = "The task did not change since the ETag sent (no body)", headers(("ETag" = String))),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "No valid bearer token"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Outside the caller's scope"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such task in the caller's scope"),
     )
 )]
 async fn get_task(
     principal: Principal,
     State(db): State<PgPool>,
     Path(id): Path<TaskId>,
+    known: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let task = service::get(&db, &principal, id).await?;
+    let etag = task_etag(&task);
+    if known.matches(&etag) {
+        return Ok(not_modified(&etag));
+    }
     Ok(with_etag(StatusCode::OK, task))
 }
 
@@ -223,6 +259,7 @@ macro_rules! transition_route {
             params(
                 ("task_id" = TaskId, Path, description = "The task's id"),
                 ("If-Match" = Option<String>, Header, nullable = false, description = "Refuse (412) if the task changed since this ETag"),
+                ("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[\\x21-\\x7e]{1,200}$", description = "Replays the first answer for the same request (an offline app resending)"),
             ),
             request_body(content = Option<$body>),
             security(("bearer" = [])),
@@ -231,7 +268,7 @@ macro_rules! transition_route {
                 (status = 401, body = Problem, content_type = "application/problem+json"),
                 (status = 403, body = Problem, content_type = "application/problem+json"),
                 (status = 404, body = Problem, content_type = "application/problem+json"),
-                (status = 409, body = Problem, content_type = "application/problem+json", description = "Illegal in the task's current status"),
+                (status = 409, body = Problem, content_type = "application/problem+json", description = "Illegal in the task's current status, or the task was assigned to someone else; `current` is the task as it is now"),
                 (status = 412, body = Problem, content_type = "application/problem+json"),
             )
         )]
@@ -240,6 +277,7 @@ macro_rules! transition_route {
             State(db): State<PgPool>,
             State(evidence): State<Evidence>,
             Path(id): Path<TaskId>,
+            IdempotencyKey(key): IdempotencyKey,
             headers: HeaderMap,
             body: Bytes,
         ) -> Result<Response, ApiError> {
@@ -251,6 +289,7 @@ macro_rules! transition_route {
                 &principal,
                 id,
                 if_match(&headers)?,
+                key.as_deref(),
                 make(body)?,
             )
             .await?;
@@ -443,4 +482,44 @@ async fn list_evidence(
     )
     .await?;
     Ok(Json(page.page(rows, |photo| photo.evidence_id)))
+}
+
+/// The store's changes since a token, for an app coming back online: changed tasks'
+/// summaries, tasks that left its work (`removed`, with why), and the next token. Without
+/// `since`, a first sync: the store's unfinished work, then the token to follow. Never
+/// skips a change, whatever order writes committed in; a token older than the changes
+/// kept answers 410 (sync again without `since`).
+#[utoipa::path(
+    get, path = "/stores/{store_id}/changes", tag = "tasks",
+    params(("store_id" = StoreId, Path, description = "The store's id"), ChangesQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ChangesPage),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "No valid bearer token"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "The store is outside the caller's scope"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such store"),
+        (status = 410, body = Problem, content_type = "application/problem+json", description = "The token is older than the changes kept: sync again without `since`"),
+    )
+)]
+async fn store_changes(
+    ScopedStore { store, .. }: ScopedStore,
+    State(db): State<PgPool>,
+    Query(query): Query<ChangesQuery>,
+) -> Result<Json<ChangesPage>, ApiError> {
+    let since = query
+        .since
+        .as_deref()
+        .map(|raw| {
+            Token::decode(raw)
+                .ok_or_else(|| ApiError::validation("since", "is not a token this API issued"))
+        })
+        .transpose()?;
+    let limit = match query.limit {
+        None => 100,
+        Some(limit) if (1..=200).contains(&limit) => i64::from(limit),
+        Some(_) => return Err(ApiError::validation("limit", "must be 1..=200")),
+    };
+    Ok(Json(
+        service::changes(&db, store.id, since, query.assignee, limit).await?,
+    ))
 }

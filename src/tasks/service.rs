@@ -234,6 +234,15 @@ pub struct TransitionRequest {
 }
 
 impl TransitionRequest {
+    /// What the request asked for, as its idempotency fingerprint covers it.
+    fn as_sent(&self) -> Value {
+        serde_json::json!({
+            "answers": self.answers,
+            "evidence": self.evidence,
+            "detail": self.detail,
+        })
+    }
+
     /// The photo answers of a completion (none for other actions).
     fn photo_answers(&self) -> Vec<(String, EvidenceId)> {
         match (
@@ -295,15 +304,30 @@ fn authorize(principal: &Principal, task: &TaskRow, action: Action) -> Result<()
 /// The one way staff change a task's status: lock, check scope and permission, check
 /// the transition table and If-Match, then write status, audit event and outbox event
 /// together. A completion's photos are checked against the object store first, with
-/// no lock held across its round trips, and attached in the same transaction.
+/// no lock held across its round trips, and attached in the same transaction. With an
+/// idempotency key, a repeated request (an offline app resending) answers what the
+/// first one did; a conflict (the task moved on, or went to someone else) answers 409
+/// with the task as it is now.
 pub async fn apply(
     db: &PgPool,
     evidence: &Evidence,
     principal: &Principal,
     id: TaskId,
     expected: Option<IfMatch>,
+    key: Option<&str>,
     request: TransitionRequest,
 ) -> Result<TaskDto, ApiError> {
+    let fingerprint = key.map(|_| {
+        idempotency::fingerprint(
+            &format!("POST /tasks/{id}/{}", request.action.verb()),
+            &request.as_sent(),
+        )
+    });
+    if let (Some(key), Some(fingerprint)) = (key, &fingerprint)
+        && let Some(answer) = idempotency::peek(db, &principal.subject, key, fingerprint).await?
+    {
+        return serde_json::from_value(answer).map_err(|e| ApiError::Internal(e.into()));
+    }
     let photos = request.photo_answers();
     let verified = if photos.is_empty() {
         Vec::new()
@@ -313,17 +337,21 @@ pub async fn apply(
             // are looked at (it checks again under the lock).
             let mut conn = db.acquire().await?;
             let task = readable_task(&mut conn, principal, id, false).await?;
-            authorize(principal, &task, request.action)?;
-            legal_transition(&task, request.action)?;
+            admissible(principal, &task, request.action)?;
         }
         crate::evidence::verify(db, evidence, id, &photos)
             .await?
             .map_err(refused_photos)?
     };
     let mut tx = crate::db::begin(db).await?;
+    if let (Some(key), Some(fingerprint)) = (key, &fingerprint)
+        && let idempotency::Claim::Replay(answer) =
+            idempotency::claim(&mut tx, &principal.subject, key, fingerprint).await?
+    {
+        return serde_json::from_value(answer).map_err(|e| ApiError::Internal(e.into()));
+    }
     let task = readable_task(&mut tx, principal, id, true).await?;
-    authorize(principal, &task, request.action)?;
-    let to = legal_transition(&task, request.action)?;
+    let to = admissible(principal, &task, request.action)?;
     check_version(&task, expected)?;
     if request.action == Action::Complete {
         validate_completion(&mut tx, &task, &request).await?;
@@ -344,8 +372,52 @@ pub async fn apply(
         request.detail,
     )
     .await?;
+    let answer = TaskDto::from(updated);
+    if let Some(key) = key {
+        idempotency::remember(&mut tx, &principal.subject, key, &answer).await?;
+    }
     tx.commit().await?;
-    Ok(updated.into())
+    Ok(answer)
+}
+
+/// Whether `action` may be taken on the task now, by this caller: where it leads.
+/// Refusals that come from the task's state (its status, or its being assigned to
+/// someone else) are conflicts that carry the task as it is.
+fn admissible(
+    principal: &Principal,
+    task: &TaskRow,
+    action: Action,
+) -> Result<TaskStatus, ApiError> {
+    authorize(principal, task, action)
+        .and_then(|()| legal_transition(task, action))
+        .map_err(|error| match error {
+            ApiError::Conflict(detail) => ApiError::ConflictWith {
+                detail,
+                current: serde_json::to_value(TaskDto::from(task.clone())).unwrap_or_default(),
+            },
+            other => other,
+        })
+}
+
+/// The version of the store's task lists (their ETag).
+pub async fn list_version(db: &PgPool, store: StoreId) -> Result<i64, ApiError> {
+    Ok(super::sync::store_version(db, store).await?)
+}
+
+/// A page of the store's changes feed.
+pub async fn changes(
+    db: &PgPool,
+    store: StoreId,
+    since: Option<super::sync::Token>,
+    assignee: Option<crate::ids::StaffId>,
+    limit: i64,
+) -> Result<super::sync::ChangesPage, ApiError> {
+    super::sync::feed(db, store, since, assignee, limit)
+        .await
+        .map_err(|error| match error {
+            super::sync::FeedError::Gone => ApiError::Gone(error.to_string()),
+            super::sync::FeedError::Database(e) => e.into(),
+        })
 }
 
 /// Where `action` leads from the task's status, or 409 when the table forbids it.

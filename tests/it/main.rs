@@ -27,6 +27,7 @@ mod routing;
 mod scheduler;
 mod schedules;
 mod stores;
+mod sync;
 mod task_items;
 mod tasks;
 mod webhooks;

@@ -137,6 +137,7 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
             outbox: Duration::from_secs(24 * 3600),
             inbox: Duration::from_secs(7 * 86_400),
             idempotency_keys: Duration::from_secs(48 * 3600),
+            task_changes: Duration::from_secs(72 * 3600),
             webhook_deliveries: Duration::from_secs(30 * 86_400),
             ingests: Duration::from_secs(30 * 86_400),
             batch_size: 7,
@@ -155,6 +156,7 @@ async fn pruning_removes_exactly_what_retention_says_and_keeps_statistics() {
         ("ingests", 6),
         ("evidence", 0),
         ("evidence_objects", 0),
+        ("task_changes", 0),
         ("task_events", 7),
     ];
     let dry = pruner.run_once(true).await.expect("dry run");

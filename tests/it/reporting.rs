@@ -261,6 +261,7 @@ async fn compliance_counts_groups_scopes_and_survives_pruning() {
             outbox: Duration::from_secs(86_400),
             inbox: Duration::from_secs(86_400),
             idempotency_keys: Duration::from_secs(86_400),
+            task_changes: Duration::from_secs(86_400),
             webhook_deliveries: Duration::from_secs(86_400),
             ingests: Duration::from_secs(86_400),
             batch_size: 100,

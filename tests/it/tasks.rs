@@ -698,13 +698,19 @@ async fn review_sends_work_to_the_manager() {
         .await;
     assert!(task["review_required"].as_bool().expect("bool"));
 
-    // Assigned to associate 0: associate 1 may not work on it.
-    assert_problem(
+    // Assigned to associate 0: associate 1 may not work on it. That is the task's state
+    // (it may be reassigned), so a conflict carrying the task as it is.
+    let conflict = assert_problem(
         ctx.transition(&task, "start", &ctx.associates[1].1, None)
             .await,
-        403,
+        409,
     )
     .await;
+    assert_eq!(conflict["current"]["id"], task["id"]);
+    assert_eq!(
+        conflict["current"]["assignee_id"],
+        ctx.associates[0].0.to_string()
+    );
     let submitted: Value = ctx
         .transition(
             &task,

@@ -1,0 +1,13 @@
+DROP TRIGGER staff_versions_deletes ON staff;
+DROP TRIGGER staff_versions_updates ON staff;
+DROP TRIGGER staff_versions_inserts ON staff;
+DROP FUNCTION staff_bump_versions();
+DROP TRIGGER task_changes_bump_versions ON task_changes;
+DROP FUNCTION store_versions_bump();
+DROP TRIGGER tasks_log_deletes ON tasks;
+DROP TRIGGER tasks_log_updates ON tasks;
+DROP TRIGGER tasks_log_inserts ON tasks;
+DROP FUNCTION task_changes_log();
+DROP TABLE store_versions;
+DROP TABLE task_changes_horizon;
+DROP TABLE task_changes;
