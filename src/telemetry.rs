@@ -18,13 +18,13 @@ use opentelemetry::{
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing_subscriber::{
     EnvFilter, Layer,
+    filter::{LevelFilter, Targets},
     fmt::{
         FmtContext, FormatEvent, FormatFields,
         format::{Format, Json, JsonFields, Writer},
     },
     layer::SubscriberExt,
     registry::LookupSpan,
-    util::SubscriberInitExt,
 };
 
 use crate::config::LogFormat;
@@ -48,29 +48,6 @@ impl Telemetry {
 
 pub fn init(format: LogFormat, role: &str) -> Telemetry {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // lapin logs every lost connection at ERROR, even one the supervisor recovers from
-    // by itself (a broker restart); the supervisor logs each loss once, with its reason.
-    // Asked for by name in RUST_LOG, lapin's own lines still show.
-    let lapin_asked = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("lapin"));
-    if !lapin_asked && let Ok(quiet) = "lapin=off".parse() {
-        filter = filter.add_directive(quiet);
-    }
-    // RUST_LOG filters the logs only: traces keep their own level, so quiet logs
-    // never silence tracing.
-    let trace_ids = TraceIdSource::default();
-    let fmt_layer = match format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .event_format(json_lines(&trace_ids))
-            .fmt_fields(JsonFields::new())
-            .with_writer(std::io::stderr)
-            .with_filter(filter)
-            .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_filter(filter)
-            .boxed(),
-    };
     // Traces exist when they are exported: a span per request costs a quarter of the
     // store task list's throughput (docs/PERFORMANCE.md), which a deployment without a
     // collector should not pay for ids that lead nowhere.
@@ -81,22 +58,73 @@ pub fn init(format: LogFormat, role: &str) -> Telemetry {
         },
         _ => (None, None),
     };
-    let otel_layer = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("storeops"))
-            .with_filter(EnvFilter::new(
-                "info,h2=off,hyper=off,reqwest=off,tower=off",
-            ))
-    });
-    tracing_subscriber::registry()
-        .with(fmt_layer)
-        .with(otel_layer)
-        .init();
+    let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    let (subscriber, trace_ids) = subscriber(format, &log_filter, provider.as_ref());
+    if let Err(e) = tracing::subscriber::set_global_default(subscriber) {
+        eprintln!("storeops: a tracing subscriber was already installed: {e}");
+    }
     trace_ids.attach();
     if let Some(error) = otel_error {
         tracing::warn!(%error, "OpenTelemetry export disabled: exporter could not be built");
     }
     Telemetry { provider }
+}
+
+/// Which spans are exported: the same whatever the log filter says, so an on-call
+/// engineer turning logs up during an incident never changes the traces. (lapin's
+/// `io_loop` lives as long as its connection: a trace of nothing.)
+fn trace_filter() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_targets(["h2", "hyper", "reqwest", "tower", "lapin"].map(|t| (t, LevelFilter::OFF)))
+}
+
+/// The process's subscriber: logs on stderr filtered by `directives` (RUST_LOG's
+/// syntax; `info` if they do not parse), and, with a provider, OpenTelemetry spans
+/// filtered by [`trace_filter`] alone. Call [`TraceIds::attach`] once it is the default.
+///
+/// The trace filter is a `Targets` list, not an `EnvFilter`: with an `EnvFilter` there,
+/// `RUST_LOG=info,tower_http=debug` dropped the request's and the relay's spans from
+/// the export (the lifecycle test `a_task_created_over_http_is_one_trace_whatever_the_log_filter`
+/// fails that way).
+pub fn subscriber(
+    format: LogFormat,
+    directives: &str,
+    provider: Option<&SdkTracerProvider>,
+) -> (Box<dyn tracing::Subscriber + Send + Sync>, TraceIds) {
+    let trace_ids = TraceIds::default();
+    let fmt_layer = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .event_format(json_lines(&trace_ids))
+            .fmt_fields(JsonFields::new())
+            .with_writer(std::io::stderr)
+            .with_filter(log_filter(directives))
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(log_filter(directives))
+            .boxed(),
+    };
+    let otel_layer = provider.map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("storeops"))
+            .with_filter(trace_filter())
+    });
+    let subscriber = tracing_subscriber::registry()
+        .with(fmt_layer)
+        .with(otel_layer);
+    (Box::new(subscriber), trace_ids)
+}
+
+fn log_filter(directives: &str) -> EnvFilter {
+    let filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    // lapin logs every lost connection at ERROR, even one the supervisor recovers from
+    // by itself (a broker restart); the supervisor logs each loss once, with its
+    // reason. Asked for by name in the directives, lapin's own lines still show.
+    match "lapin=off".parse() {
+        Ok(quiet) if !directives.contains("lapin") => filter.add_directive(quiet),
+        _ => filter,
+    }
 }
 
 fn resource(role: &str) -> Resource {
@@ -117,9 +145,9 @@ fn local_provider(role: &str) -> SdkTracerProvider {
 }
 
 /// One JSON object per line: the event's fields flattened, the current span's fields,
-/// and its trace and span ids. Call [`TraceIdSource::attach`] once the subscriber is
+/// and its trace and span ids. Call [`TraceIds::attach`] once the subscriber is
 /// the default.
-fn json_lines(source: &TraceIdSource) -> WithTraceIds<Format<Json>> {
+fn json_lines(source: &TraceIds) -> WithTraceIds<Format<Json>> {
     WithTraceIds {
         inner: tracing_subscriber::fmt::format()
             .json()
@@ -134,10 +162,11 @@ fn json_lines(source: &TraceIdSource) -> WithTraceIds<Format<Json>> {
 /// itself, which a formatter cannot ask for while it is handling an event (tracing
 /// refuses re-entrant `get_default`), so it is handed over once set up.
 #[derive(Clone, Default)]
-struct TraceIdSource(std::sync::Arc<std::sync::OnceLock<tracing::dispatcher::WeakDispatch>>);
+pub struct TraceIds(std::sync::Arc<std::sync::OnceLock<tracing::dispatcher::WeakDispatch>>);
 
-impl TraceIdSource {
-    fn attach(&self) {
+impl TraceIds {
+    /// Once the subscriber is the default: the JSON log lines look up their span's ids.
+    pub fn attach(&self) {
         tracing::dispatcher::get_default(|dispatch| {
             let _ = self.0.set(dispatch.downgrade());
         });
@@ -147,7 +176,7 @@ impl TraceIdSource {
 /// The JSON log line of `F` with the current span's `trace_id` and `span_id` added.
 struct WithTraceIds<F> {
     inner: F,
-    source: TraceIdSource,
+    source: TraceIds,
 }
 
 impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
@@ -222,7 +251,7 @@ mod tests {
     fn json_lines_inside_a_span_carry_its_trace_and_span_ids() {
         let lines = Lines::default();
         let writer = lines.clone();
-        let trace_ids = TraceIdSource::default();
+        let trace_ids = TraceIds::default();
         let provider = local_provider("test");
         let subscriber = tracing_subscriber::registry()
             .with(

@@ -13,7 +13,7 @@ use std::{
 
 use common::{RunningWorker, amqp_url, eventually, teardown, test_topology};
 use futures_util::future::BoxFuture;
-use opentelemetry::trace::{SpanKind, TraceContextExt, TraceId, TracerProvider as _};
+use opentelemetry::trace::{SpanKind, TraceContextExt, TraceId};
 use opentelemetry_sdk::{
     error::OTelSdkResult,
     propagation::TraceContextPropagator,
@@ -26,7 +26,6 @@ use storeops::events::{
 };
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::layer::SubscriberExt;
 
 #[derive(Clone, Default)]
 struct TraceCapture(Arc<Mutex<Vec<TraceId>>>);
@@ -63,7 +62,9 @@ impl SpanExporter for Collected {
     }
 }
 
-/// The process-wide subscriber both tests share: OpenTelemetry spans, exported here.
+/// The process-wide subscriber both tests share: the one `storeops` itself installs
+/// (`telemetry::subscriber`), its spans exported here. (That the log filter changes no
+/// span is the lifecycle test's, against the binary and a real OTLP endpoint.)
 fn tracing_installed() -> &'static (SdkTracerProvider, Collected) {
     static INSTALLED: OnceLock<(SdkTracerProvider, Collected)> = OnceLock::new();
     INSTALLED.get_or_init(|| {
@@ -72,9 +73,13 @@ fn tracing_installed() -> &'static (SdkTracerProvider, Collected) {
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(collected.clone())
             .build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let (subscriber, trace_ids) = storeops::telemetry::subscriber(
+            storeops::config::LogFormat::Pretty,
+            "warn",
+            Some(&provider),
+        );
         tracing::subscriber::set_global_default(subscriber).expect("subscriber");
+        trace_ids.attach();
         (provider, collected)
     })
 }

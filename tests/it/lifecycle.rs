@@ -196,31 +196,7 @@ async fn a_bad_variable_stops_start_up_naming_it_without_secrets() {
 
 #[tokio::test]
 async fn traces_are_exported_over_otlp_without_ever_blocking_start_up() {
-    use std::sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    };
-    // A loopback OTLP/HTTP collector that counts trace exports.
-    let exports = Arc::new(AtomicUsize::new(0));
-    let counter = exports.clone();
-    let collector = axum::Router::new().route(
-        "/v1/traces",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let counter = counter.clone();
-            async move {
-                if !body.is_empty() {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                }
-                axum::http::StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, collector).await });
-
+    let (endpoint, spans) = otlp_collector().await;
     let (database, _db) = common::fresh_database().await;
     let database_url = url_for_database(&common::database_url(), &database);
     let client = client();
@@ -248,7 +224,7 @@ async fn traces_are_exported_over_otlp_without_ever_blocking_start_up() {
         assert_eq!(response.status(), 200);
         if expect_exports {
             let deadline = Instant::now() + Duration::from_secs(15);
-            while exports.load(Ordering::SeqCst) == 0 {
+            while spans.lock().expect("lock").is_empty() {
                 assert!(Instant::now() < deadline, "no trace reached the collector");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -379,4 +355,153 @@ async fn sigterm_with_hundreds_of_messages_in_flight_loses_none_and_repeats_none
         delivery_limit: 20,
     };
     common::teardown(&topology, &["campaigns", "webhooks", "webhook-deliveries"]).await;
+}
+
+/// What on-call sets during an incident must not change the traces: under each log
+/// filter, a task created over HTTP reaches a real OTLP/HTTP collector as one trace,
+/// SERVER → PRODUCER (`publish task.created`) → CONSUMER (`consume task.created`).
+#[tokio::test]
+async fn a_task_created_over_http_is_one_trace_whatever_the_log_filter() {
+    use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind};
+
+    let (endpoint, spans) = otlp_collector().await;
+    let (database, db) = common::fresh_database().await;
+    storeops::seed::seed_chain(&db, 1, 0).await.expect("seed");
+    let store: uuid::Uuid = sqlx::query_scalar("SELECT id FROM stores LIMIT 1")
+        .fetch_one(&db)
+        .await
+        .expect("store");
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let client = client();
+    let hq = token(Role::Hq, None, None);
+    for filter in ["info", "info,tower_http=debug", "info,storeops=debug"] {
+        let mut all = Process::start_logging_to(
+            &["all"],
+            &[
+                (
+                    "DATABASE_URL",
+                    url_for_database(&common::database_url(), &database),
+                ),
+                ("AMQP_URL", std::env::var("AMQP_URL").expect("AMQP_URL")),
+                ("AMQP_TOPOLOGY_PREFIX", prefix.clone()),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+                ("RUST_LOG", filter.to_owned()),
+            ],
+            std::process::Stdio::null(),
+        );
+        all.wait_ready(&client, 200).await;
+        let created: serde_json::Value = client
+            .post(format!("{}/api/v1/stores/{store}/tasks", all.http))
+            .bearer_auth(&hq)
+            .json(&serde_json::json!({"title": format!("Traced under {filter}")}))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("created");
+        assert!(created["id"].is_string(), "{created}");
+
+        // The three spans of this request's trace, once all have arrived.
+        let find = |spans: &[Span], kind: SpanKind, name: &str, trace: Option<&[u8]>| {
+            spans
+                .iter()
+                .find(|s| {
+                    s.kind == kind as i32 && s.name == name && trace.is_none_or(|t| s.trace_id == t)
+                })
+                .cloned()
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (server, producer, consumer) = loop {
+            let spans = spans.lock().expect("lock").clone();
+            // Each run's request is its own trace: the latest server span is this one.
+            let server = spans
+                .iter()
+                .rev()
+                .find(|s| {
+                    s.kind == SpanKind::Server as i32
+                        && s.name == "POST /api/v1/stores/{store_id}/tasks"
+                })
+                .cloned();
+            if let Some(server) = server {
+                let trace = Some(server.trace_id.as_slice());
+                let producer = find(&spans, SpanKind::Producer, "publish task.created", trace);
+                let consumer = find(&spans, SpanKind::Consumer, "consume task.created", trace);
+                if let (Some(producer), Some(consumer)) = (producer, consumer) {
+                    break (server, producer, consumer);
+                }
+            }
+            if Instant::now() > deadline {
+                let seen: Vec<_> = spans
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.name.clone(),
+                            s.kind,
+                            hex(&s.trace_id),
+                            hex(&s.parent_span_id),
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "under RUST_LOG={filter}, no SERVER → PRODUCER → CONSUMER trace in {seen:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(producer.parent_span_id, server.span_id, "RUST_LOG={filter}");
+        assert_eq!(
+            consumer.parent_span_id, producer.span_id,
+            "RUST_LOG={filter}"
+        );
+        spans.lock().expect("lock").clear();
+        all.signal("TERM");
+        assert_eq!(all.wait_exit(Duration::from_secs(20)).await.code(), Some(0));
+    }
+    let config = storeops::config::Config::from_lookup(|name| {
+        (name == "AMQP_TOPOLOGY_PREFIX").then(|| prefix.clone())
+    })
+    .expect("config");
+    common::teardown(&storeops::roles::worker::topology(&config), &[]).await;
+}
+
+/// A loopback OTLP/HTTP collector: its endpoint, and every span it has received.
+async fn otlp_collector() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>,
+) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+
+    let spans = std::sync::Arc::<std::sync::Mutex<Vec<_>>>::default();
+    let received = spans.clone();
+    let collector = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let received = received.clone();
+            async move {
+                let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+                    return axum::http::StatusCode::BAD_REQUEST;
+                };
+                let mut received = received.lock().expect("lock");
+                for resource in request.resource_spans {
+                    for scope in resource.scope_spans {
+                        received.extend(scope.spans);
+                    }
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+    (endpoint, spans)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

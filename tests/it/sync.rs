@@ -170,10 +170,32 @@ impl Ctx {
     }
 }
 
+/// `storeops_tasks_created_total` by (kind, source), from this process's registry.
+fn created_counts() -> std::collections::HashMap<(String, String), f64> {
+    storeops::metrics::render()
+        .lines()
+        .filter_map(|line| line.strip_prefix("storeops_tasks_created_total{"))
+        .filter_map(|rest| {
+            let (labels, value) = rest.split_once("} ")?;
+            let label = |name: &str| {
+                labels
+                    .split(',')
+                    .find_map(|l| l.strip_prefix(&format!("{name}=\"")))
+                    .map(|v| v.trim_end_matches('"').to_owned())
+            };
+            Some((
+                (label("kind")?, label("source")?),
+                value.trim().parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn the_list_tag_changes_after_every_writer_and_only_then() {
     common::init_logs();
     let ctx = setup().await;
+    let created_before = created_counts();
     let mut etag = ctx.etag().await;
     // Reads change nothing.
     let (status, _, body) = ctx.list(Some(&etag)).await;
@@ -303,6 +325,26 @@ async fn the_list_tag_changes_after_every_writer_and_only_then() {
     etag = ctx.changed_since(&etag, "recurring occurrence").await;
     worker.shutdown().await;
     teardown(&topology, &[]).await;
+
+    // Every writer counted what it created, by kind and source (other tests in this
+    // process may add to the same counters, never take away).
+    let created_after = created_counts();
+    for (kind, source, at_least) in [
+        ("adhoc", "manual", 1.0),
+        ("adhoc", "campaign", 2.0),
+        ("price_relabel", "price_change", 1.0),
+        ("receiving", "delivery", 1.0),
+        ("restock", "stock_alert", 1.0),
+        ("checklist", "schedule", 1.0),
+    ] {
+        let key = (kind.to_owned(), source.to_owned());
+        let grew = created_after.get(&key).copied().unwrap_or(0.0)
+            - created_before.get(&key).copied().unwrap_or(0.0);
+        assert!(
+            grew >= at_least,
+            "storeops_tasks_created_total{{kind={kind}, source={source}}} grew by {grew}"
+        );
+    }
 
     // The scheduler's jobs: escalation of overdue work, expiry.
     let now = chrono::Utc::now();

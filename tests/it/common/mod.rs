@@ -679,6 +679,11 @@ pub struct Process {
 
 impl Process {
     pub fn start(args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::start_logging_to(args, env, Stdio::inherit())
+    }
+
+    /// [`Process::start`] with its logs (stderr) sent to `logs`.
+    pub fn start_logging_to(args: &[&str], env: &[(&str, String)], logs: Stdio) -> Self {
         let http_port = free_port();
         let admin_port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_storeops"));
@@ -691,7 +696,7 @@ impl Process {
             .env("AUTH_JWT_SECRET", TEST_SECRET)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(logs);
         for (k, v) in env {
             command.env(k, v);
         }
