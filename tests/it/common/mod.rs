@@ -284,8 +284,9 @@ impl TestApp {
                 .expect("seed chain");
         }
         // The same composition root as `storeops api`.
-        let storeops::roles::api::ApiApp { router, reports } =
-            storeops::roles::api::build(&config, db.clone()).expect("api");
+        let storeops::roles::api::ApiApp {
+            router, reports, ..
+        } = storeops::roles::api::build(&config, db.clone()).expect("api");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let stop = CancellationToken::new();
