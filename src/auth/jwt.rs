@@ -124,7 +124,7 @@ impl JwtVerifier {
                 return Ok(Self {
                     mode: Mode::Oidc {
                         claims: ClaimsMap::new(&oidc.claims)?,
-                        provider: Provider::start(oidc.clone()).map_err(AuthError::Mapping)?,
+                        provider: Provider::start((**oidc).clone()).map_err(AuthError::Mapping)?,
                         staff,
                         verified: VerifiedTokens::default(),
                     },

@@ -188,6 +188,8 @@ async fn every_route_refuses_bad_tokens_and_out_of_scope_callers_with_an_identit
     let issuer = provider.issuer.as_str();
     let hq = oidc::user_token(issuer, "hq", &[]).await;
     let impostor = provider.path("impostor.json");
+    let keys = provider.path("keys.json");
+    let jwks = format!("{issuer}/jwks");
     let bearer = |t: String| Some(format!("Bearer {t}"));
     let tokens = Tokens {
         bad: vec![
@@ -195,13 +197,7 @@ async fn every_route_refuses_bad_tokens_and_out_of_scope_callers_with_an_identit
             ("garbage", Some("Bearer not-a-jwt".to_owned())),
             (
                 "expired",
-                bearer(
-                    oidc::forge(
-                        &hq,
-                        &["--keys", &provider.path("keys.json"), "--exp-in=-3600"],
-                    )
-                    .await,
-                ),
+                bearer(oidc::resign(&hq, &keys, &["--exp-in=-3600"]).await),
             ),
             (
                 "wrongly signed",
@@ -213,43 +209,15 @@ async fn every_route_refuses_bad_tokens_and_out_of_scope_callers_with_an_identit
             ),
             (
                 "HS256 keyed with the public key",
-                bearer(
-                    oidc::forge(
-                        &hq,
-                        &["--alg", "HS256", "--jwks", &format!("{issuer}/jwks")],
-                    )
-                    .await,
-                ),
+                bearer(oidc::forge(&hq, &["--alg", "HS256", "--jwks", &jwks]).await),
             ),
             (
                 "wrong issuer",
-                bearer(
-                    oidc::forge(
-                        &hq,
-                        &[
-                            "--keys",
-                            &provider.path("keys.json"),
-                            "--set",
-                            "iss=https://elsewhere.example",
-                        ],
-                    )
-                    .await,
-                ),
+                bearer(oidc::resign(&hq, &keys, &["--set", "iss=https://elsewhere.example"]).await),
             ),
             (
                 "wrong audience",
-                bearer(
-                    oidc::forge(
-                        &hq,
-                        &[
-                            "--keys",
-                            &provider.path("keys.json"),
-                            "--set",
-                            "aud=other-api",
-                        ],
-                    )
-                    .await,
-                ),
+                bearer(oidc::resign(&hq, &keys, &["--set", "aud=other-api"]).await),
             ),
             ("basic scheme", Some("Basic dXNlcjpwYXNz".to_owned())),
         ],

@@ -213,14 +213,7 @@ async fn forged_misdirected_and_stale_tokens_are_refused_with_401() {
     let anna = oidc::user_token(&issuer, "anna.volkova", &[]).await;
     assert_eq!(me_json(&app, &anna).await["role"], "hq");
     let jwks = format!("{issuer}/jwks");
-    let resigned = |changes: &'static [&'static str]| {
-        let (anna, keys) = (anna.clone(), keys.clone());
-        async move {
-            let mut how = vec!["--keys", keys.as_str()];
-            how.extend(changes);
-            oidc::forge(&anna, &how).await
-        }
-    };
+    let resigned = |changes: &'static [&'static str]| oidc::resign(&anna, &keys, changes);
     // Each only wrong in what its label says, and the outcome it is counted under.
     let cases = [
         (
@@ -326,7 +319,7 @@ async fn a_rotated_key_is_accepted_without_restart_a_removed_one_stops_and_an_ou
     // Removal: only B is published; A's tokens stop within the cache window, the one
     // already verified (and cached) included.
     provider.restart("b.json").await;
-    let new_by_a = oidc::forge(&signed_by_b, &["--keys", &provider.path("a.json")]).await;
+    let new_by_a = oidc::resign(&signed_by_b, &provider.path("a.json"), &[]).await;
     eventually(Duration::from_secs(15), "key-a's removal", || async {
         me(&app, &signed_by_a).await.status() == 401
     })

@@ -77,6 +77,14 @@ pub async fn forge(token: &str, how: &[&str]) -> String {
     run(args).await
 }
 
+/// `token` re-signed with a private key file, with `changes` (`--set iss=…`,
+/// `--exp-in=-60`): only what they change is wrong.
+pub async fn resign(token: &str, keys: &str, changes: &[&str]) -> String {
+    let mut how = vec!["--keys", keys];
+    how.extend(changes);
+    forge(token, &how).await
+}
+
 /// The api's settings for a provider: `AUTH_JWT_SECRET` emptied (unset), the issuer
 /// and audience, and the caller's own.
 pub fn api_env(issuer: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
