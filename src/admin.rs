@@ -258,3 +258,42 @@ pub async fn serve(
         .with_graceful_shutdown(stop)
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(name: &'static str, ok: bool, advisory: bool) -> Check {
+        let run = move || async move {
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("{name} failed"))
+            }
+        };
+        if advisory {
+            Check::advisory(name, run)
+        } else {
+            Check::new(name, run)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_advisory_check_degrades_and_a_hard_one_takes_the_process_out() {
+        let shutdown = || Shutdown::new(Duration::ZERO, Duration::from_secs(1));
+        let status =
+            |checks| async move { Readiness::new(checks, shutdown()).report().await.status };
+        assert_eq!(
+            status(vec![check("a", true, false), check("b", true, true)]).await,
+            "ok"
+        );
+        assert_eq!(
+            status(vec![check("a", true, false), check("b", false, true)]).await,
+            "degraded"
+        );
+        assert_eq!(
+            status(vec![check("a", false, false), check("b", false, true)]).await,
+            "unavailable"
+        );
+    }
+}
