@@ -27,6 +27,9 @@ type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 #[derive(Clone)]
 pub struct Check {
     pub name: &'static str,
+    /// Its failure degrades the process (`/readyz` says so, still 200) rather than
+    /// taking it out of service: it can still serve, with less.
+    advisory: bool,
     run: Arc<dyn Fn() -> CheckFuture + Send + Sync>,
 }
 
@@ -38,7 +41,20 @@ impl Check {
     {
         Self {
             name,
+            advisory: false,
             run: Arc::new(move || Box::pin(run())),
+        }
+    }
+
+    /// A check whose failure only degrades readiness.
+    pub fn advisory<F, Fut>(name: &'static str, run: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        Self {
+            advisory: true,
+            ..Self::new(name, run)
         }
     }
 
@@ -63,6 +79,8 @@ impl Check {
 pub struct CheckResult {
     pub name: &'static str,
     pub ok: bool,
+    #[serde(skip)]
+    pub advisory: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -103,6 +121,7 @@ impl Readiness {
                 checks: vec![CheckResult {
                     name: "shutdown",
                     ok: false,
+                    advisory: false,
                     error: Some("shutting down".to_owned()),
                 }],
             };
@@ -121,12 +140,15 @@ impl Readiness {
             CheckResult {
                 name: check.name,
                 ok: outcome.is_ok(),
+                advisory: check.advisory,
                 error: outcome.err(),
             }
         }))
         .await;
         let status = if results.iter().all(|r| r.ok) {
             "ok"
+        } else if results.iter().all(|r| r.ok || r.advisory) {
+            "degraded"
         } else {
             "unavailable"
         };
@@ -208,7 +230,7 @@ pub fn router(readiness: Arc<Readiness>, pools: PoolGauges) -> Router {
 
 async fn readyz(State(state): State<AdminState>) -> Response {
     let report = state.readiness.report().await;
-    let status = if report.status == "ok" {
+    let status = if report.status != "unavailable" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -235,4 +257,43 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(stop)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(name: &'static str, ok: bool, advisory: bool) -> Check {
+        let run = move || async move {
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("{name} failed"))
+            }
+        };
+        if advisory {
+            Check::advisory(name, run)
+        } else {
+            Check::new(name, run)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_advisory_check_degrades_and_a_hard_one_takes_the_process_out() {
+        let shutdown = || Shutdown::new(Duration::ZERO, Duration::from_secs(1));
+        let status =
+            |checks| async move { Readiness::new(checks, shutdown()).report().await.status };
+        assert_eq!(
+            status(vec![check("a", true, false), check("b", true, true)]).await,
+            "ok"
+        );
+        assert_eq!(
+            status(vec![check("a", true, false), check("b", false, true)]).await,
+            "degraded"
+        );
+        assert_eq!(
+            status(vec![check("a", false, false), check("b", false, true)]).await,
+            "unavailable"
+        );
+    }
 }

@@ -94,6 +94,43 @@ pub enum JwtVerification {
         path: PathBuf,
         algorithm: PublicKeyAlgorithm,
     },
+    /// An OIDC resource server: the identity provider's keys, from its JWKS.
+    Oidc(Box<OidcConfig>),
+}
+
+/// Trusting an OpenID provider's access tokens (SPEC §12 "Identity").
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// Exactly as the provider's discovery document and its tokens' `iss` spell it.
+    pub issuer: String,
+    pub audience: String,
+    /// Asymmetric JWS algorithms only (`RS256`, `ES256`, …): never `none` or `HS*`.
+    pub algorithms: Vec<String>,
+    /// The JWKS is fresh for its `Cache-Control: max-age`, held within these bounds.
+    pub jwks_min_cache: Duration,
+    pub jwks_max_cache: Duration,
+    /// An unknown `kid` refreshes the JWKS at most once per this interval.
+    pub unknown_kid_refresh: Duration,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    pub claims: ClaimsMapping,
+}
+
+/// Where role, store and region come from in a provider's tokens: configuration, not
+/// code, since every provider spells them differently.
+#[derive(Debug, Clone)]
+pub struct ClaimsMapping {
+    /// A claim holding a storeops role name (string or array); dotted paths reach nested
+    /// claims (`realm_access.roles`).
+    pub role_claim: String,
+    /// The claim listing the user's groups (string or array).
+    pub groups_claim: String,
+    /// Group → role name, in precedence order: the first group the token has decides.
+    pub group_roles: Vec<(String, String)>,
+    pub store_claim: String,
+    pub region_claim: String,
+    /// The claim the staff directory is keyed on (`sub`; `oid` for Entra ID, `uid` for Okta).
+    pub subject_claim: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -315,6 +352,17 @@ impl Config {
             env.get("AUTH_JWT_SECRET"),
             env.get("AUTH_JWT_PUBLIC_KEY_FILE"),
         ) {
+            _ if env.get("AUTH_OIDC_ISSUER").is_some() => {
+                if env.get("AUTH_JWT_SECRET").is_some()
+                    || env.get("AUTH_JWT_PUBLIC_KEY_FILE").is_some()
+                {
+                    return Err(ConfigError::new(
+                        "AUTH_OIDC_ISSUER",
+                        "set AUTH_OIDC_ISSUER or AUTH_JWT_SECRET / AUTH_JWT_PUBLIC_KEY_FILE, not both",
+                    ));
+                }
+                Some(JwtVerification::Oidc(Box::new(env.oidc()?)))
+            }
             (Some(_), Some(_)) => {
                 return Err(ConfigError::new(
                     "AUTH_JWT_SECRET",
@@ -477,7 +525,7 @@ impl Config {
         self.jwt.as_ref().ok_or_else(|| {
             ConfigError::new(
                 "AUTH_JWT_SECRET",
-                "AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY_FILE is required for this command",
+                "AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY_FILE or AUTH_OIDC_ISSUER is required for this command",
             )
         })
     }
@@ -608,6 +656,111 @@ impl Env<'_> {
         }
     }
 
+    /// The OIDC resource server's settings; called when `AUTH_OIDC_ISSUER` is set.
+    fn oidc(&self) -> Result<OidcConfig, ConfigError> {
+        let issuer = self
+            .get("AUTH_OIDC_ISSUER")
+            .map(|i| i.trim().to_owned())
+            .unwrap_or_default();
+        if !issuer_allowed(&issuer) {
+            return Err(ConfigError::new(
+                "AUTH_OIDC_ISSUER",
+                "must be an https:// URL without credentials, query or fragment (http:// only for a loopback host)",
+            ));
+        }
+        let audience = self
+            .get("AUTH_OIDC_AUDIENCE")
+            .map(|a| a.trim().to_owned())
+            .ok_or_else(|| {
+                ConfigError::new("AUTH_OIDC_AUDIENCE", "is required with AUTH_OIDC_ISSUER")
+            })?;
+        let algorithms: Vec<String> = self
+            .get("AUTH_OIDC_ALGORITHMS")
+            .unwrap_or_else(|| "RS256,ES256".to_owned())
+            .split(',')
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if let Some(bad) = algorithms
+            .iter()
+            .find(|a| !OIDC_ALGORITHMS.contains(&a.as_str()))
+        {
+            return Err(ConfigError::new(
+                "AUTH_OIDC_ALGORITHMS",
+                format!(
+                    "{bad:?} is not allowed; choose from {}",
+                    OIDC_ALGORITHMS.join(", ")
+                ),
+            ));
+        }
+        if algorithms.is_empty() {
+            return Err(ConfigError::new(
+                "AUTH_OIDC_ALGORITHMS",
+                "must name at least one algorithm",
+            ));
+        }
+        let jwks_min_cache = self.seconds("AUTH_OIDC_JWKS_MIN_CACHE_SECONDS", 60, 1..=86_400)?;
+        let jwks_max_cache = self.seconds("AUTH_OIDC_JWKS_MAX_CACHE_SECONDS", 3600, 1..=86_400)?;
+        if jwks_max_cache < jwks_min_cache {
+            return Err(ConfigError::new(
+                "AUTH_OIDC_JWKS_MAX_CACHE_SECONDS",
+                "must be at least AUTH_OIDC_JWKS_MIN_CACHE_SECONDS",
+            ));
+        }
+        let claim = |name: &'static str, default: &str| -> Result<String, ConfigError> {
+            let value = self
+                .get(name)
+                .unwrap_or_else(|| default.to_owned())
+                .trim()
+                .to_owned();
+            if value.len() > 100 || value.split('.').any(str::is_empty) {
+                return Err(ConfigError::new(
+                    name,
+                    "must be a claim name (dots reach nested claims)",
+                ));
+            }
+            Ok(value)
+        };
+        let group_roles = match self.get("AUTH_OIDC_GROUP_ROLES") {
+            None => Vec::new(),
+            Some(raw) => raw
+                .split(',')
+                .map(str::trim)
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| match pair.rsplit_once('=') {
+                    Some((group, role)) if !group.trim().is_empty() && !role.trim().is_empty() => {
+                        Ok((group.trim().to_owned(), role.trim().to_owned()))
+                    }
+                    _ => Err(ConfigError::new(
+                        "AUTH_OIDC_GROUP_ROLES",
+                        format!("{pair:?}: write group=role, comma-separated"),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(OidcConfig {
+            issuer,
+            audience,
+            algorithms,
+            jwks_min_cache,
+            jwks_max_cache,
+            unknown_kid_refresh: self.seconds(
+                "AUTH_OIDC_UNKNOWN_KID_REFRESH_SECONDS",
+                10,
+                1..=3600,
+            )?,
+            leeway: self.seconds("AUTH_OIDC_LEEWAY_SECONDS", 30, 0..=300)?,
+            claims: ClaimsMapping {
+                role_claim: claim("AUTH_OIDC_ROLE_CLAIM", "role")?,
+                groups_claim: claim("AUTH_OIDC_GROUPS_CLAIM", "groups")?,
+                group_roles,
+                store_claim: claim("AUTH_OIDC_STORE_CLAIM", "store_id")?,
+                region_claim: claim("AUTH_OIDC_REGION_CLAIM", "region")?,
+                subject_claim: claim("AUTH_OIDC_SUBJECT_CLAIM", "sub")?,
+            },
+        })
+    }
+
     /// The object store of photo evidence: none without `S3_BUCKET`.
     fn object_store(&self) -> Result<Option<ObjectStoreConfig>, ConfigError> {
         let Some(bucket) = self.get("S3_BUCKET") else {
@@ -709,6 +862,31 @@ impl Env<'_> {
     }
 }
 
+/// The signature algorithms an OIDC provider's tokens may use: asymmetric only, so a
+/// published public key can never serve as an HMAC secret.
+pub const OIDC_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+/// https, or http to a loopback host (local development and tests); no credentials,
+/// query or fragment.
+pub fn issuer_allowed(issuer: &str) -> bool {
+    let Some((scheme, rest)) = issuer.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let clean = !host.is_empty() && !rest.contains(['@', '?', '#']) && !rest.ends_with('/');
+    clean && (scheme == "https" || (scheme == "http" && loopback))
+}
+
 fn parse_url(
     name: &'static str,
     raw: &str,
@@ -760,6 +938,81 @@ mod tests {
         assert_eq!(err.var, "SHUTDOWN_GRACE_SECONDS");
         let err = load(&[("LOG_FORMAT", "xml")]).unwrap_err();
         assert_eq!(err.var, "LOG_FORMAT");
+    }
+
+    #[test]
+    fn oidc_issuers_are_https_except_loopback_and_algorithms_asymmetric() {
+        let oidc = |vars: &[(&str, &str)]| -> Result<OidcConfig, ConfigError> {
+            match load(vars)?.jwt {
+                Some(JwtVerification::Oidc(oidc)) => Ok(*oidc),
+                other => panic!("not oidc: {other:?}"),
+            }
+        };
+        let base = [("AUTH_OIDC_AUDIENCE", "storeops-api")];
+        for ok in [
+            "https://login.example.com/tenant/v2.0",
+            "http://127.0.0.1:9080",
+            "http://localhost:9080/realms/x",
+            "http://[::1]:9080",
+        ] {
+            let config = oidc(&[base[0], ("AUTH_OIDC_ISSUER", ok)]).expect(ok);
+            assert_eq!(config.issuer, ok);
+            assert_eq!(config.algorithms, ["RS256", "ES256"]);
+        }
+        for bad in [
+            "http://sso.example.com",
+            "http://127.0.0.1.example.com",
+            "https://u:p@sso.example.com",
+            "https://sso.example.com/",
+            "ftp://sso.example.com",
+            "sso.example.com",
+        ] {
+            let err = oidc(&[base[0], ("AUTH_OIDC_ISSUER", bad)]).unwrap_err();
+            assert_eq!(err.var, "AUTH_OIDC_ISSUER", "{bad}");
+        }
+        let issuer = ("AUTH_OIDC_ISSUER", "https://sso.example.com");
+        assert_eq!(oidc(&[issuer]).unwrap_err().var, "AUTH_OIDC_AUDIENCE");
+        let refused: &[(&[(&str, &str)], &str)] = &[
+            (&[("AUTH_OIDC_ALGORITHMS", "none")], "AUTH_OIDC_ALGORITHMS"),
+            (&[("AUTH_OIDC_ALGORITHMS", "HS256")], "AUTH_OIDC_ALGORITHMS"),
+            (
+                &[("AUTH_OIDC_ALGORITHMS", "RS256,HS512")],
+                "AUTH_OIDC_ALGORITHMS",
+            ),
+            (
+                &[("AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef")],
+                "AUTH_OIDC_ISSUER",
+            ),
+            (
+                &[
+                    ("AUTH_OIDC_JWKS_MIN_CACHE_SECONDS", "600"),
+                    ("AUTH_OIDC_JWKS_MAX_CACHE_SECONDS", "60"),
+                ],
+                "AUTH_OIDC_JWKS_MAX_CACHE_SECONDS",
+            ),
+            (&[("AUTH_OIDC_GROUP_ROLES", "hq")], "AUTH_OIDC_GROUP_ROLES"),
+            (&[("AUTH_OIDC_ROLE_CLAIM", "a..b")], "AUTH_OIDC_ROLE_CLAIM"),
+        ];
+        for (extra, var) in refused {
+            let mut vars = vec![base[0], issuer];
+            vars.extend_from_slice(extra);
+            assert_eq!(oidc(&vars).unwrap_err().var, *var, "{extra:?}");
+        }
+        let mapped = oidc(&[
+            base[0],
+            issuer,
+            ("AUTH_OIDC_GROUP_ROLES", "storeops-hq=hq, /a=b/c=associate"),
+            ("AUTH_OIDC_ROLE_CLAIM", "realm_access.roles"),
+        ])
+        .expect("mapped");
+        assert_eq!(
+            mapped.claims.group_roles,
+            [
+                ("storeops-hq".to_owned(), "hq".to_owned()),
+                ("/a=b/c".to_owned(), "associate".to_owned())
+            ]
+        );
+        assert_eq!(mapped.claims.role_claim, "realm_access.roles");
     }
 
     #[test]

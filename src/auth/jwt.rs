@@ -1,20 +1,43 @@
-//! Bearer tokens: verification of HS256 (a shared secret) or RS256/ES256 (a public key
-//! file), the cache of tokens already verified, and HS256 signing for `storeops token`.
+//! Bearer tokens: verification of HS256 (a shared secret), RS256/ES256 (a public key
+//! file) or an OIDC provider's tokens (its JWKS, `oidc.rs`), the cache of tokens already
+//! verified, and HS256 signing for `storeops token`.
+
+use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
-use super::{Access, AuthError, Claims, Principal, Role};
+use super::{
+    Access, AuthError, Claims, Principal, Role, StaffLookup,
+    mapping::{ClaimsMap, Identity},
+    metrics,
+    oidc::{KeyStatus, Provider},
+};
 use crate::{
     config::{JwtVerification, PublicKeyAlgorithm, Secret},
     error::ApiError,
-    ids::RegionCode,
+    ids::{RegionCode, StaffId},
 };
 
 /// Verifies bearer tokens; built once at start-up.
 pub struct JwtVerifier {
-    key: DecodingKey,
-    validation: Validation,
-    verified: VerifiedTokens,
+    mode: Mode,
+}
+
+enum Mode {
+    /// One key of this process's configuration: the claims are storeops's own.
+    Fixed {
+        key: DecodingKey,
+        validation: Validation,
+        verified: VerifiedTokens<Principal>,
+    },
+    /// The identity provider's keys; claims mapped by configuration, store staff looked
+    /// up in the directory on every request.
+    Oidc {
+        provider: Arc<Provider>,
+        claims: ClaimsMap,
+        staff: Option<Arc<dyn StaffLookup>>,
+        verified: VerifiedTokens<Identity>,
+    },
 }
 
 /// How many seconds past `exp` a token is still accepted (clock skew).
@@ -23,35 +46,58 @@ const LEEWAY_SECONDS: u64 = 30;
 /// Tokens this process has verified, by their exact text, until they expire. The mobile
 /// app sends one token for hours; checking its signature again on every request cost
 /// more than the rest of a store task list request with HS256, and RS256 or ES256
-/// verification in production costs several times that. A token's text decides its
-/// verification completely (the key never changes while the process runs), so a hit
-/// only re-checks the expiry. Only valid tokens enter; the map is bounded by emptying
-/// it when full, which only costs the next requests a verification each.
-#[derive(Default)]
-struct VerifiedTokens(std::sync::RwLock<std::collections::HashMap<Box<str>, (Principal, i64)>>);
+/// verification in production costs several times that. A token's text and the key set
+/// decide its verification completely, so a hit only re-checks the expiry and that the
+/// keys are those it was verified with (a key removed from the JWKS ends its tokens).
+/// Only valid tokens enter; the map is bounded by emptying it when full, which only
+/// costs the next requests a verification each.
+struct VerifiedTokens<V>(std::sync::RwLock<std::collections::HashMap<Box<str>, Verified<V>>>);
+
+struct Verified<V> {
+    value: V,
+    exp: i64,
+    generation: u64,
+}
+
+impl<V> Default for VerifiedTokens<V> {
+    fn default() -> Self {
+        Self(std::sync::RwLock::default())
+    }
+}
 
 const MAX_VERIFIED_TOKENS: usize = 10_000;
 
-impl VerifiedTokens {
-    fn get(&self, token: &str, now: i64) -> Option<Principal> {
+impl<V: Clone> VerifiedTokens<V> {
+    fn get(&self, token: &str, now: i64, generation: u64, leeway: u64) -> Option<V> {
         let entries = self.0.read().ok()?;
-        let (principal, exp) = entries.get(token)?;
-        let leeway = i64::try_from(LEEWAY_SECONDS).unwrap_or(0);
-        (*exp >= now - leeway).then(|| principal.clone())
+        let entry = entries.get(token)?;
+        let leeway = i64::try_from(leeway).unwrap_or(0);
+        (entry.exp >= now - leeway && entry.generation == generation).then(|| entry.value.clone())
     }
 
-    fn insert(&self, token: &str, principal: &Principal, exp: i64) {
+    fn insert(&self, token: &str, value: &V, exp: i64, generation: u64) {
         if let Ok(mut entries) = self.0.write() {
             if entries.len() >= MAX_VERIFIED_TOKENS {
                 entries.clear();
             }
-            entries.insert(token.into(), (principal.clone(), exp));
+            entries.insert(
+                token.into(),
+                Verified {
+                    value: value.clone(),
+                    exp,
+                    generation,
+                },
+            );
         }
     }
 }
 
 impl JwtVerifier {
-    pub fn new(config: &JwtVerification) -> Result<Self, AuthError> {
+    /// `staff` answers which store a provider's user works in (OIDC mode only).
+    pub fn new(
+        config: &JwtVerification,
+        staff: Option<Arc<dyn StaffLookup>>,
+    ) -> Result<Self, AuthError> {
         let (key, algorithm) = match config {
             JwtVerification::SharedSecret(secret) => (
                 DecodingKey::from_secret(secret.expose().as_bytes()),
@@ -73,40 +119,112 @@ impl JwtVerifier {
                     ),
                 }
             }
+            JwtVerification::Oidc(oidc) => {
+                metrics::init();
+                return Ok(Self {
+                    mode: Mode::Oidc {
+                        claims: ClaimsMap::new(&oidc.claims)?,
+                        provider: Provider::start((**oidc).clone()).map_err(AuthError::Mapping)?,
+                        staff,
+                        verified: VerifiedTokens::default(),
+                    },
+                });
+            }
         };
+        metrics::init();
         // Exactly one algorithm: a token cannot pick its own (no `none`, no HS/RS confusion).
         let mut validation = Validation::new(algorithm);
         validation.leeway = LEEWAY_SECONDS;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Ok(Self {
-            key,
-            validation,
-            verified: VerifiedTokens::default(),
+            mode: Mode::Fixed {
+                key,
+                validation,
+                verified: VerifiedTokens::default(),
+            },
         })
     }
 
-    pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
-        let now = chrono::Utc::now().timestamp();
-        if let Some(principal) = self.verified.get(token, now) {
-            return Ok(principal);
+    /// The identity provider's keys, in OIDC mode.
+    pub fn key_status(&self) -> Option<KeyStatus> {
+        match &self.mode {
+            Mode::Fixed { .. } => None,
+            Mode::Oidc { provider, .. } => Some(provider.status()),
         }
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                let reason = match e.kind() {
-                    ErrorKind::ExpiredSignature => "the token has expired",
-                    ErrorKind::InvalidSignature => "the token signature is invalid",
-                    ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                        "the token algorithm is not accepted"
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        let result = self.verify_counted(token).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err((outcome, _)) => outcome,
+        };
+        metrics::VERIFICATIONS.with_label_values(&[outcome]).inc();
+        result.map_err(|(_, error)| error)
+    }
+
+    async fn verify_counted(&self, token: &str) -> Result<Principal, (&'static str, ApiError)> {
+        let now = chrono::Utc::now().timestamp();
+        match &self.mode {
+            Mode::Fixed {
+                key,
+                validation,
+                verified,
+            } => {
+                if let Some(principal) = verified.get(token, now, 0, LEEWAY_SECONDS) {
+                    return Ok(principal);
+                }
+                let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| {
+                    use jsonwebtoken::errors::ErrorKind;
+                    let (outcome, reason) = match e.kind() {
+                        ErrorKind::ExpiredSignature => ("expired", "the token has expired"),
+                        ErrorKind::InvalidSignature => {
+                            ("bad_signature", "the token signature is invalid")
+                        }
+                        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                            ("algorithm", "the token algorithm is not accepted")
+                        }
+                        _ => ("malformed", "the token is malformed"),
+                    };
+                    (outcome, ApiError::Unauthorized(reason.to_owned()))
+                })?;
+                let exp = data.claims.exp;
+                let principal =
+                    principal_from_claims(data.claims).map_err(|e| ("unmappable", e))?;
+                verified.insert(token, &principal, exp, 0);
+                Ok(principal)
+            }
+            Mode::Oidc {
+                provider,
+                claims,
+                staff,
+                verified,
+            } => {
+                let leeway = provider.leeway_seconds();
+                let identity = match verified.get(token, now, provider.generation(), leeway) {
+                    Some(identity) => identity,
+                    None => {
+                        let (token_claims, generation) = provider
+                            .verify(token)
+                            .await
+                            .map_err(|refusal| (refusal.outcome, refusal.into()))?;
+                        let identity = claims
+                            .identity(&token_claims)
+                            .map_err(|e| ("unmappable", e))?;
+                        let exp = token_claims
+                            .get("exp")
+                            .and_then(serde_json::Value::as_i64)
+                            .unwrap_or(now);
+                        verified.insert(token, &identity, exp, generation);
+                        identity
                     }
-                    _ => "the token is malformed",
                 };
-                ApiError::Unauthorized(reason.to_owned())
-            })?;
-        let exp = data.claims.exp;
-        let principal = principal_from_claims(data.claims)?;
-        self.verified.insert(token, &principal, exp);
-        Ok(principal)
+                claims
+                    .principal(identity, staff.as_deref())
+                    .await
+                    .map_err(|e| ("unmappable", e))
+            }
+        }
     }
 }
 
@@ -136,6 +254,8 @@ fn principal_from_claims(claims: Claims) -> Result<Principal, ApiError> {
         ));
     }
     Ok(Principal {
+        // storeops's own staff tokens carry the staff id as their subject.
+        staff: claims.sub.parse::<uuid::Uuid>().ok().map(StaffId),
         subject: claims.sub,
         access,
     })
@@ -150,7 +270,9 @@ impl JwtSigner {
     pub fn new(config: &JwtVerification) -> Result<Self, AuthError> {
         match config {
             JwtVerification::SharedSecret(secret) => Ok(Self::from_secret(secret)),
-            JwtVerification::PublicKey { .. } => Err(AuthError::CannotSign),
+            JwtVerification::PublicKey { .. } | JwtVerification::Oidc(_) => {
+                Err(AuthError::CannotSign)
+            }
         }
     }
 
@@ -191,52 +313,62 @@ mod tests {
         let principal = Principal {
             subject: "u1".into(),
             access: Access::Hq,
+            staff: None,
         };
         let now = 1_000_000;
-        cache.insert("fresh", &principal, now + 60);
-        cache.insert("in-leeway", &principal, now - 10);
-        cache.insert("expired", &principal, now - 31);
-        assert_eq!(cache.get("fresh", now).map(|p| p.access), Some(Access::Hq));
-        assert!(cache.get("in-leeway", now).is_some());
+        let get = |token: &str| cache.get(token, now, 0, LEEWAY_SECONDS);
+        cache.insert("fresh", &principal, now + 60, 0);
+        cache.insert("in-leeway", &principal, now - 10, 0);
+        cache.insert("expired", &principal, now - 31, 0);
+        cache.insert("older keys", &principal, now + 60, 1);
+        assert_eq!(get("fresh").map(|p| p.access), Some(Access::Hq));
+        assert!(get("in-leeway").is_some());
+        assert!(get("expired").is_none(), "re-verified, and refused");
+        assert!(get("never-seen").is_none());
         assert!(
-            cache.get("expired", now).is_none(),
-            "re-verified, and refused"
+            get("older keys").is_none(),
+            "verified again with the keys of now"
         );
-        assert!(cache.get("never-seen", now).is_none());
         for n in 0..MAX_VERIFIED_TOKENS {
-            cache.insert(&format!("t{n}"), &principal, now + 60);
+            cache.insert(&format!("t{n}"), &principal, now + 60, 0);
         }
         let size = cache.0.read().map(|entries| entries.len()).unwrap_or(0);
         assert!(size <= MAX_VERIFIED_TOKENS, "{size}");
     }
 
-    #[test]
-    fn a_token_verified_once_is_accepted_again_and_a_tampered_one_is_not() {
+    #[tokio::test]
+    async fn a_token_verified_once_is_accepted_again_and_a_tampered_one_is_not() {
         let config = JwtVerification::SharedSecret(secret());
-        let verifier = JwtVerifier::new(&config).expect("verifier");
+        let verifier = JwtVerifier::new(&config, None).expect("verifier");
         let signer = JwtSigner::new(&config).expect("signer");
         let token = signer.sign(&claims(Role::Hq)).expect("sign");
         for _ in 0..2 {
-            assert_eq!(verifier.verify(&token).expect("valid").access, Access::Hq);
+            assert_eq!(
+                verifier.verify(&token).await.expect("valid").access,
+                Access::Hq
+            );
         }
         let mut tampered = token.clone();
         tampered.pop();
         assert!(matches!(
-            verifier.verify(&tampered),
+            verifier.verify(&tampered).await,
             Err(ApiError::Unauthorized(_))
         ));
     }
 
-    #[test]
-    fn round_trip_and_role_claims_are_required() {
+    #[tokio::test]
+    async fn round_trip_and_role_claims_are_required() {
         let config = JwtVerification::SharedSecret(secret());
-        let verifier = JwtVerifier::new(&config).expect("verifier");
+        let verifier = JwtVerifier::new(&config, None).expect("verifier");
         let signer = JwtSigner::new(&config).expect("signer");
         let token = signer.sign(&claims(Role::Hq)).expect("sign");
-        assert_eq!(verifier.verify(&token).expect("valid").access, Access::Hq);
+        assert_eq!(
+            verifier.verify(&token).await.expect("valid").access,
+            Access::Hq
+        );
         let token = signer.sign(&claims(Role::Associate)).expect("sign");
         assert!(matches!(
-            verifier.verify(&token),
+            verifier.verify(&token).await,
             Err(ApiError::Unauthorized(_))
         ));
     }

@@ -18,13 +18,16 @@ use utoipa::ToSchema;
 
 use crate::{
     error::ApiError,
-    ids::{RegionCode, StoreId},
+    ids::{RegionCode, StaffId, StoreId},
 };
 
 mod jwt;
+mod mapping;
+mod oidc;
 mod policy;
 
 pub use jwt::{JwtSigner, JwtVerifier};
+pub use oidc::KeyStatus;
 pub use policy::{ScopeFilter, StoreScope};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -78,6 +81,24 @@ pub enum Access {
 pub struct Principal {
     pub subject: String,
     pub access: Access,
+    /// Their row in the staff directory, when they are store staff.
+    pub staff: Option<StaffId>,
+}
+
+/// A member of the staff directory, as an identity provider's user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffEntry {
+    pub staff_id: StaffId,
+    pub store_id: StoreId,
+}
+
+/// The staff directory by external subject (the provider's stable user id); owned by
+/// the module that owns staff, asked on every request so a move applies at once.
+pub trait StaffLookup: Send + Sync {
+    fn by_subject<'a>(
+        &'a self,
+        subject: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<StaffEntry>, ApiError>>;
 }
 
 impl Principal {
@@ -105,6 +126,8 @@ pub enum AuthError {
     Sign(jsonwebtoken::errors::Error),
     #[error("tokens can only be minted with AUTH_JWT_SECRET (HS256)")]
     CannotSign,
+    #[error("identity provider settings: {0}")]
+    Mapping(String),
 }
 
 /// Middleware for the `/api` tree: no valid bearer token, no entry.
@@ -131,7 +154,7 @@ pub async fn authenticate(
         .ok_or_else(|| {
             ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".to_owned())
         })?;
-    let principal = verifier.verify(token)?;
+    let principal = verifier.verify(token).await?;
     tracing::Span::current().record("role", tracing::field::debug(principal.role()));
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
@@ -175,6 +198,57 @@ impl<S: Send + Sync> FromRequestParts<S> for HqPrincipal {
         let principal = Principal::from_request_parts(parts, state).await?;
         principal.ensure_hq()?;
         Ok(Self(principal))
+    }
+}
+
+/// `storeops_auth_*`: verifications and the identity provider's keys.
+mod metrics {
+    use std::sync::LazyLock;
+
+    use prometheus::{Gauge, IntCounterVec, Opts};
+
+    use crate::metrics::register;
+
+    pub static VERIFICATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+        register(
+            IntCounterVec::new(
+                Opts::new(
+                    "storeops_auth_verifications_total",
+                    "Bearer tokens verified, by outcome (ok, expired, bad_signature, unknown_key, wrong_issuer, wrong_audience, algorithm, not_yet_valid, malformed, unmappable).",
+                ),
+                &["outcome"],
+            )
+            .expect("metric"),
+        )
+    });
+
+    pub static JWKS_REFRESHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+        register(
+            IntCounterVec::new(
+                Opts::new(
+                    "storeops_auth_jwks_refreshes_total",
+                    "Fetches of the identity provider's JWKS, by outcome (ok, error).",
+                ),
+                &["outcome"],
+            )
+            .expect("metric"),
+        )
+    });
+
+    pub static JWKS_AGE: LazyLock<Gauge> = LazyLock::new(|| {
+        register(
+            Gauge::new(
+                "storeops_auth_jwks_age_seconds",
+                "Seconds since the identity provider's keys were last fetched successfully.",
+            )
+            .expect("metric"),
+        )
+    });
+
+    pub fn init() {
+        LazyLock::force(&VERIFICATIONS);
+        LazyLock::force(&JWKS_REFRESHES);
+        LazyLock::force(&JWKS_AGE);
     }
 }
 

@@ -122,7 +122,7 @@ impl Principal {
 
     /// The caller's staff id, when their token's `sub` is one (staff tokens).
     pub fn staff_id(&self) -> Option<StaffId> {
-        self.subject.parse::<uuid::Uuid>().ok().map(StaffId)
+        self.staff
     }
 
     /// Store managers and HQ manage tasks: create, assign, approve, redo, cancel.
@@ -253,6 +253,7 @@ mod tests {
         Principal {
             subject: ME.to_string(),
             access,
+            staff: Some(ME),
         }
     }
 

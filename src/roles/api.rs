@@ -20,7 +20,7 @@ use crate::{
     ingest,
     reporting::{self, ReadSources},
     shutdown::Shutdown,
-    stores::{self, StoreDirectory},
+    stores::{self, StaffBySubject, StoreDirectory},
     tasks, templates, webhooks,
 };
 
@@ -112,21 +112,26 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
     http::with_platform_layers(api.with_state(state), &document, limits)
 }
 
-/// The public API as one unit: its router and the reporting pools whose lag it watches.
+/// The public API as one unit: its router, the reporting pools whose lag it watches, and
+/// its token verifier (whose identity provider readiness reports on).
 pub struct ApiApp {
     pub router: Router,
     pub reports: Arc<ReadSources>,
+    pub verifier: Arc<JwtVerifier>,
 }
 
 /// Builds the api's router and state from configuration: the one composition root that
 /// production (`start`) and the test harness both call.
 pub fn build(config: &Config, db: PgPool) -> anyhow::Result<ApiApp> {
-    let verifier = Arc::new(JwtVerifier::new(config.jwt()?).context("loading the JWT key")?);
+    let verifier = Arc::new(
+        JwtVerifier::new(config.jwt()?, Some(Arc::new(StaffBySubject(db.clone()))))
+            .context("loading the JWT key")?,
+    );
     let reports = ReadSources::new(config)?;
     let router = router(
         AppState {
             db: db.clone(),
-            verifier,
+            verifier: verifier.clone(),
             webhooks: config.webhooks.clone(),
             stores: StoreDirectory::new(db),
             reports: reports.clone(),
@@ -138,11 +143,46 @@ pub fn build(config: &Config, db: PgPool) -> anyhow::Result<ApiApp> {
             request_timeout: config.request_timeout,
         },
     );
-    Ok(ApiApp { router, reports })
+    Ok(ApiApp {
+        router,
+        reports,
+        verifier,
+    })
+}
+
+/// Readiness of sign-in through an identity provider: no keys at all fails (no token can
+/// be verified); keys that could not be refreshed only degrade, since the cached ones
+/// still verify.
+pub fn identity_checks(verifier: &Arc<JwtVerifier>) -> Vec<Check> {
+    if verifier.key_status().is_none() {
+        return Vec::new();
+    }
+    let keys = verifier.clone();
+    let refresh = verifier.clone();
+    vec![
+        Check::new("identity_provider_keys", move || {
+            let has_keys = keys.key_status().is_some_and(|s| s.has_keys);
+            async move {
+                if has_keys {
+                    Ok(())
+                } else {
+                    Err("no signing keys from the identity provider yet".to_owned())
+                }
+            }
+        }),
+        Check::advisory("identity_provider", move || {
+            let error = refresh.key_status().and_then(|s| s.refresh_error);
+            async move { error.map_or(Ok(()), Err) }
+        }),
+    ]
 }
 
 pub async fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> anyhow::Result<RoleParts> {
-    let ApiApp { router, reports } = build(config, db.clone())?;
+    let ApiApp {
+        router,
+        reports,
+        verifier,
+    } = build(config, db.clone())?;
     tokio::spawn(reports.clone().monitor(shutdown.signalled.clone()));
     let mut pools = PoolGauges::default();
     {
@@ -177,7 +217,10 @@ pub async fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> anyhow::
     };
     Ok(RoleParts {
         pools,
-        checks: vec![Check::database(db.clone()), Check::schema(db)],
+        checks: [Check::database(db.clone()), Check::schema(db)]
+            .into_iter()
+            .chain(identity_checks(&verifier))
+            .collect(),
         task: Box::pin(task),
     })
 }

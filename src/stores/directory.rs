@@ -11,7 +11,11 @@ use std::{
 use sqlx::PgPool;
 
 use super::repo::{self, StoreRow};
-use crate::ids::StoreId;
+use crate::{
+    auth::{StaffEntry, StaffLookup},
+    error::ApiError,
+    ids::StoreId,
+};
 
 pub const TTL: Duration = Duration::from_secs(30);
 /// Far above the chain's ~1,000 stores; a bound, not a tuning knob.
@@ -51,5 +55,23 @@ impl StoreDirectory {
             entries.insert(id, (Instant::now(), row.clone()));
         }
         Ok(Some(row))
+    }
+}
+
+/// The staff directory as sign-in through an identity provider asks it: by external
+/// subject, never cached, so a staff member moved to another store is scoped to it on
+/// the next request.
+pub struct StaffBySubject(pub PgPool);
+
+impl StaffLookup for StaffBySubject {
+    fn by_subject<'a>(
+        &'a self,
+        subject: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<StaffEntry>, ApiError>> {
+        Box::pin(async move {
+            Ok(repo::staff_by_subject(&self.0, subject)
+                .await?
+                .map(|(staff_id, store_id)| StaffEntry { staff_id, store_id }))
+        })
     }
 }

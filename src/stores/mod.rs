@@ -11,7 +11,7 @@ pub mod target;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use directory::StoreDirectory;
+pub use directory::{StaffBySubject, StoreDirectory};
 pub use repo::count_closed;
 pub use routes::{ScopedStore, router};
 pub use target::Target;

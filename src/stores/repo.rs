@@ -148,6 +148,18 @@ pub async fn list_staff(
     .await
 }
 
+/// The active staff member an identity provider's user is (served by the unique
+/// constraint's index on `external_subject`).
+pub async fn staff_by_subject(
+    db: &PgPool,
+    subject: &str,
+) -> Result<Option<(StaffId, StoreId)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, store_id FROM staff WHERE external_subject = $1 AND active")
+        .bind(subject)
+        .fetch_optional(db)
+        .await
+}
+
 /// Records a closure day; `false` when that day was already recorded.
 pub async fn add_closure(
     db: &PgPool,

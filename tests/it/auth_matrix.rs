@@ -5,7 +5,11 @@
 use crate::common;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::{TestApp, assert_problem, claims, token};
+use common::{
+    SeededStore, TestApp, assert_problem, claims,
+    oidc::{self, OwnProvider},
+    token,
+};
 use reqwest::Method;
 use storeops::{
     auth::{JwtSigner, Role},
@@ -76,16 +80,28 @@ fn alg_none_token() -> String {
     format!("{header}.{body}.")
 }
 
-#[tokio::test]
-async fn every_route_refuses_bad_tokens_and_out_of_scope_callers() {
-    let app = TestApp::spawn(30).await;
+/// The tokens the matrix calls every operation with.
+struct Tokens {
+    /// Each must get 401 everywhere.
+    bad: Vec<(&'static str, Option<String>)>,
+    /// Valid tokens that map to no usable principal: 403 everywhere (OIDC mode).
+    unmappable: Vec<(&'static str, String)>,
+    integration: String,
+    hq: String,
+    other_associate: String,
+    other_manager: String,
+    other_regional: String,
+}
+
+/// The seeded chain's first store, a store in another region, and the document's operations.
+async fn home_and_elsewhere(app: &TestApp) -> (SeededStore, SeededStore, Vec<Operation>) {
     let stores = app.stores().await;
-    let home = &stores[0];
+    let home = stores[0].clone();
     let elsewhere = stores
         .iter()
         .find(|s| s.region != home.region)
-        .expect("a store in another region");
-
+        .expect("a store in another region")
+        .clone();
     let doc: serde_json::Value = app
         .client
         .get(app.url("/openapi.json"))
@@ -102,6 +118,13 @@ async fn every_route_refuses_bad_tokens_and_out_of_scope_callers() {
         "the document lists only {} operations",
         ops.len()
     );
+    (home, elsewhere, ops)
+}
+
+#[tokio::test]
+async fn every_route_refuses_bad_tokens_and_out_of_scope_callers() {
+    let app = TestApp::spawn(30).await;
+    let (home, elsewhere, ops) = home_and_elsewhere(&app).await;
 
     let expired = {
         let mut c = claims(Role::Hq, None, None);
@@ -114,29 +137,111 @@ async fn every_route_refuses_bad_tokens_and_out_of_scope_callers() {
     let associate_without_store = common::signer()
         .sign(&claims(Role::Associate, None, None))
         .expect("sign");
-    let bad: Vec<(&str, Option<String>)> = vec![
-        ("missing", None),
-        ("garbage", Some("Bearer not-a-jwt".to_owned())),
-        ("expired", Some(format!("Bearer {expired}"))),
-        ("wrongly signed", Some(format!("Bearer {wrongly_signed}"))),
-        ("alg none", Some(format!("Bearer {}", alg_none_token()))),
-        ("basic scheme", Some("Basic dXNlcjpwYXNz".to_owned())),
-        (
-            "role without its claim",
-            Some(format!("Bearer {associate_without_store}")),
-        ),
-    ];
+    let tokens = Tokens {
+        bad: vec![
+            ("missing", None),
+            ("garbage", Some("Bearer not-a-jwt".to_owned())),
+            ("expired", Some(format!("Bearer {expired}"))),
+            ("wrongly signed", Some(format!("Bearer {wrongly_signed}"))),
+            ("alg none", Some(format!("Bearer {}", alg_none_token()))),
+            ("basic scheme", Some("Basic dXNlcjpwYXNz".to_owned())),
+            (
+                "role without its claim",
+                Some(format!("Bearer {associate_without_store}")),
+            ),
+        ],
+        unmappable: Vec::new(),
+        integration: token(Role::Integration, None, None),
+        hq: token(Role::Hq, None, None),
+        other_associate: token(Role::Associate, Some(elsewhere.id), None),
+        other_manager: token(Role::StoreManager, Some(elsewhere.id), None),
+        other_regional: token(Role::RegionalManager, None, Some(&elsewhere.region)),
+    };
+    assert_matrix(&app, &home, &ops, &tokens).await;
+}
 
-    let integration = token(Role::Integration, None, None);
-    let hq = token(Role::Hq, None, None);
-    let other_associate = token(Role::Associate, Some(elsewhere.id), None);
-    let other_manager = token(Role::StoreManager, Some(elsewhere.id), None);
-    let other_regional = token(Role::RegionalManager, None, Some(&elsewhere.region));
+/// The same matrix with the api as an OIDC resource server: every token comes from a
+/// real provider (an instance of the test's own, whose users carry storeops claims for
+/// the seeded stores) or is forged from one of its tokens.
+#[tokio::test]
+async fn every_route_refuses_bad_tokens_and_out_of_scope_callers_with_an_identity_provider() {
+    let dir = OwnProvider::dir();
+    OwnProvider::generate(&dir, "RS256", "matrix-key", "keys.json").await;
+    OwnProvider::generate(&dir, "RS256", "matrix-key", "impostor.json").await;
+    // The provider's users need the stores and the api needs the provider's issuer: a
+    // first app seeds the chain, the api under test then serves the same database.
+    let seed_app = TestApp::spawn(30).await;
+    let (home, elsewhere, _) = home_and_elsewhere(&seed_app).await;
+    let users = serde_json::json!([
+        {"username": "hq", "sub": "m-hq", "role": "hq"},
+        {"username": "assoc", "sub": "m-assoc", "role": "associate", "store_id": elsewhere.id.to_string()},
+        {"username": "manager", "sub": "m-manager", "role": "store_manager", "store_id": elsewhere.id.to_string()},
+        {"username": "regional", "sub": "m-regional", "role": "regional_manager", "region": elsewhere.region},
+        {"username": "nostore", "sub": "m-nostore", "role": "associate"},
+        {"username": "norole", "sub": "m-norole", "groups": ["contractors"]},
+    ]);
+    let provider = OwnProvider::start(dir, "keys.json", &users).await;
+    let app = oidc::spawn_on_database(seed_app, &provider.issuer, &[]).await;
+    let (home_again, _, ops) = home_and_elsewhere(&app).await;
+    assert_eq!(home_again.id, home.id, "the same database");
 
-    for op in &ops {
+    let issuer = provider.issuer.as_str();
+    let hq = oidc::user_token(issuer, "hq", &[]).await;
+    let impostor = provider.path("impostor.json");
+    let keys = provider.path("keys.json");
+    let jwks = format!("{issuer}/jwks");
+    let bearer = |t: String| Some(format!("Bearer {t}"));
+    let tokens = Tokens {
+        bad: vec![
+            ("missing", None),
+            ("garbage", Some("Bearer not-a-jwt".to_owned())),
+            (
+                "expired",
+                bearer(oidc::resign(&hq, &keys, &["--exp-in=-3600"]).await),
+            ),
+            (
+                "wrongly signed",
+                bearer(oidc::forge(&hq, &["--keys", &impostor]).await),
+            ),
+            (
+                "alg none",
+                bearer(oidc::forge(&hq, &["--alg", "none"]).await),
+            ),
+            (
+                "HS256 keyed with the public key",
+                bearer(oidc::forge(&hq, &["--alg", "HS256", "--jwks", &jwks]).await),
+            ),
+            (
+                "wrong issuer",
+                bearer(oidc::resign(&hq, &keys, &["--set", "iss=https://elsewhere.example"]).await),
+            ),
+            (
+                "wrong audience",
+                bearer(oidc::resign(&hq, &keys, &["--set", "aud=other-api"]).await),
+            ),
+            ("basic scheme", Some("Basic dXNlcjpwYXNz".to_owned())),
+        ],
+        unmappable: vec![
+            (
+                "associate without a store",
+                oidc::user_token(issuer, "nostore", &[]).await,
+            ),
+            ("no role", oidc::user_token(issuer, "norole", &[]).await),
+        ],
+        integration: oidc::client_token(issuer).await,
+        other_associate: oidc::user_token(issuer, "assoc", &[]).await,
+        other_manager: oidc::user_token(issuer, "manager", &[]).await,
+        other_regional: oidc::user_token(issuer, "regional", &[]).await,
+        hq,
+    };
+    assert_matrix(&app, &home, &ops, &tokens).await;
+}
+
+async fn assert_matrix(app: &TestApp, home: &SeededStore, ops: &[Operation], tokens: &Tokens) {
+    for op in ops {
         let path = concrete(&op.template, &home.id.to_string());
-        for (label, authorization) in &bad {
-            let response = call(&app, op, &path, authorization.as_deref()).await;
+        for (label, authorization) in &tokens.bad {
+            let response = call(app, op, &path, authorization.as_deref()).await;
             let body = assert_problem(response, 401).await;
             assert!(
                 !body.to_string().contains(common::TEST_SECRET),
@@ -144,19 +249,32 @@ async fn every_route_refuses_bad_tokens_and_out_of_scope_callers() {
                 op.method
             );
         }
+        for (label, unmappable) in &tokens.unmappable {
+            let response = call(app, op, &path, Some(&format!("Bearer {unmappable}"))).await;
+            let body = assert_problem(response, 403).await;
+            assert!(
+                body["detail"].as_str().is_some_and(|d| d.contains("no ")),
+                "{} {path} ({label}): the detail says what is missing: {body}",
+                op.method
+            );
+        }
 
         let is_integration = op.template.starts_with("/api/v1/integrations");
-        let wrong_kind = if is_integration { &hq } else { &integration };
-        let response = call(&app, op, &path, Some(&format!("Bearer {wrong_kind}"))).await;
+        let wrong_kind = if is_integration {
+            &tokens.hq
+        } else {
+            &tokens.integration
+        };
+        let response = call(app, op, &path, Some(&format!("Bearer {wrong_kind}"))).await;
         assert_problem(response, 403).await;
 
         if op.template.contains("{store_id}") {
             for (label, other) in [
-                ("associate of another store", &other_associate),
-                ("manager of another store", &other_manager),
-                ("regional manager of another region", &other_regional),
+                ("associate of another store", &tokens.other_associate),
+                ("manager of another store", &tokens.other_manager),
+                ("regional manager of another region", &tokens.other_regional),
             ] {
-                let response = call(&app, op, &path, Some(&format!("Bearer {other}"))).await;
+                let response = call(app, op, &path, Some(&format!("Bearer {other}"))).await;
                 let status = response.status().as_u16();
                 assert!(
                     status == 403 || status == 404,

@@ -20,6 +20,7 @@ mod integrations;
 mod layers;
 mod lifecycle;
 mod migrations;
+mod oidc;
 mod ownership;
 mod problems;
 mod pruning;

@@ -244,6 +244,12 @@ async fn hot_store_queries_use_their_indexes() {
             "staff_store_id_idx",
         ),
         (
+            // Sign-in through an identity provider, on every store staff request.
+            "EXPLAIN SELECT id, store_id FROM staff WHERE external_subject = 'oid-1' AND active"
+                .to_owned(),
+            "staff_external_subject_key",
+        ),
+        (
             format!(
                 "EXPLAIN SELECT id FROM tasks WHERE store_id = '{}' AND status = ANY('{{open,in_progress}}')
                   ORDER BY due_at, id LIMIT 51",

@@ -2,6 +2,7 @@
 //! database cloned from a migrated template, on the services `scripts/dev-env` runs.
 #![allow(dead_code)] // tests/trace_propagation.rs uses only part of the harness
 
+pub mod oidc;
 pub mod own_postgres;
 
 use std::{
@@ -208,6 +209,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The reporting pools (replicas as configured, else the primary).
     pub reports: Arc<storeops::reporting::ReadSources>,
+    /// The api's token verifier (its identity provider's keys, in OIDC mode).
+    pub verifier: Arc<storeops::auth::JwtVerifier>,
     stop: CancellationToken,
 }
 
@@ -284,8 +287,11 @@ impl TestApp {
                 .expect("seed chain");
         }
         // The same composition root as `storeops api`.
-        let storeops::roles::api::ApiApp { router, reports } =
-            storeops::roles::api::build(&config, db.clone()).expect("api");
+        let storeops::roles::api::ApiApp {
+            router,
+            reports,
+            verifier,
+        } = storeops::roles::api::build(&config, db.clone()).expect("api");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let stop = CancellationToken::new();
@@ -310,6 +316,7 @@ impl TestApp {
                     .expect("client")
             },
             reports,
+            verifier,
             stop,
         }
     }

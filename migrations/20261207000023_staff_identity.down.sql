@@ -1,0 +1,1 @@
+ALTER TABLE staff DROP COLUMN email, DROP COLUMN external_subject;
