@@ -25,7 +25,7 @@ mod jwt;
 mod policy;
 
 pub use jwt::{JwtSigner, JwtVerifier};
-pub use policy::{ScopeFilter, StoreScope};
+pub use policy::{ScopeFilter, StoreScope, StoreStaff};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
