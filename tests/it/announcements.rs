@@ -737,6 +737,35 @@ async fn reminders_then_escalation_once_each_across_a_leader_change() {
         metrics.contains("storeops_announcement_ack_ratio{"),
         "{metrics}"
     );
+    // A store opened since the delivery: the leader sends the announcement (still in
+    // force) to the workers again, once.
+    sqlx::query(
+        "INSERT INTO stores (id, code, name, region_id, format, time_zone, opening_hours)
+         SELECT gen_random_uuid(), 'NEW-0001', 'Opened later', region_id, format, time_zone, opening_hours
+           FROM stores LIMIT 1",
+    )
+    .execute(&db)
+    .await
+    .expect("new store");
+    let redelivered = || {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM outbox WHERE routing_key = 'announcement.scheduled' AND payload->>'announcement_id' = $1::text",
+            )
+            .bind(id)
+            .fetch_one(&db)
+            .await
+            .expect("count")
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redelivered().await < 1 {
+        assert!(Instant::now() < deadline, "not sent to the workers again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(redelivered().await, 1, "once, until the workers deliver it");
     second.signal("TERM");
     let _ = second.wait_exit(Duration::from_secs(15)).await;
 }
