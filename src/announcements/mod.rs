@@ -88,7 +88,7 @@ impl Event for AnnouncementScheduled {
 }
 
 /// The first store's staff may see an announcement (a push gateway notifies them).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AnnouncementPublished {
     pub announcement_id: AnnouncementId,
     pub title: String,
@@ -105,7 +105,7 @@ impl Event for AnnouncementPublished {
 }
 
 /// A staff member acknowledged an announcement (the first time only).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AnnouncementAcknowledged {
     pub announcement_id: AnnouncementId,
     pub store_id: StoreId,
@@ -119,7 +119,7 @@ impl Event for AnnouncementAcknowledged {
 
 /// A store has not acknowledged a required announcement: level 1 reminds the store
 /// (its staff and manager), level 2 escalates to the store and regional managers.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AnnouncementReminder {
     pub announcement_id: AnnouncementId,
     pub store_id: StoreId,
