@@ -1,5 +1,7 @@
 -- wrk: completes distinct open tasks (ids from TASK_IDS); each thread takes every
 -- THREADS-th id from its own offset, so no two requests complete the same task.
+-- PACE_MS > 0 makes each connection wait that long between requests (a steady rate of
+-- writes beside another load).
 local counter = 0
 local threads = {}
 function setup(thread)
@@ -18,4 +20,8 @@ request = function()
   local id = ids[i]
   i = i + step
   return wrk.format("POST", "/api/v1/tasks/" .. id .. "/complete", { Authorization = auth })
+end
+local pace = tonumber(os.getenv("PACE_MS") or "")
+if pace and pace > 0 then
+  delay = function() return pace end
 end

@@ -470,8 +470,10 @@ async fn list_evidence(
 /// The store's changes since a token, for an app coming back online: changed tasks'
 /// summaries, tasks that left its work (`removed`, with why), and the next token. Without
 /// `since`, a first sync: the store's unfinished work, then the token to follow. Never
-/// skips a change, whatever order writes committed in; a token older than the changes
-/// kept answers 410 (sync again without `since`).
+/// skips a change, whatever order writes committed in: a change is served once every
+/// older transaction has finished, and the same task may be named again on a later page
+/// (apply each entry as "the task is now this" / "the task left"); a token older than
+/// the changes kept answers 410 (sync again without `since`).
 #[utoipa::path(
     get, path = "/stores/{store_id}/changes", tag = "tasks",
     params(("store_id" = StoreId, Path, description = "The store's id"), ChangesQuery),

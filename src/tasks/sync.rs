@@ -271,11 +271,16 @@ async fn log_page(
         order.push(change.task_id);
     }
     order.retain(|id| !id.0.is_nil());
-    let current: HashMap<TaskId, repo::TaskSummaryRow> = repo::summaries(conn, store, &order)
-        .await?
-        .into_iter()
-        .map(|row| (row.id, row))
-        .collect();
+    // Most polls find nothing new: no second query for them.
+    let current: HashMap<TaskId, repo::TaskSummaryRow> = if order.is_empty() {
+        HashMap::new()
+    } else {
+        repo::summaries(conn, store, &order)
+            .await?
+            .into_iter()
+            .map(|row| (row.id, row))
+            .collect()
+    };
     let mut page = ChangesPage {
         changes: Vec::new(),
         removed: Vec::new(),

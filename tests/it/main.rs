@@ -7,6 +7,7 @@
 mod announcements;
 mod auth_matrix;
 mod bench_events;
+mod bench_evidence;
 mod broker_restart;
 mod campaigns;
 mod common;
