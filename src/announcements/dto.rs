@@ -148,8 +148,9 @@ pub struct AnnouncementStoresQuery {
     pub limit: Option<u32>,
 }
 
-/// An announcement as a store's staff member sees it, with their own receipt.
-#[derive(Debug, Serialize, ToSchema)]
+/// An announcement as a store's staff member sees it, with their own receipt (read
+/// straight from the staff list's query).
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct MyAnnouncementDto {
     pub id: AnnouncementId,
     pub title: String,

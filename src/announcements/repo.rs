@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::{PgConnection, PgPool, types::Json};
 
-use super::{AnnouncementStatus, Audience};
+use super::{AnnouncementStatus, Audience, dto::MyAnnouncementDto};
 use crate::{
     ids::{AnnouncementId, RegionCode, StoreId},
     stores::Target,
@@ -315,22 +315,6 @@ pub async fn receipt_lines(
     .await
 }
 
-/// What the staff list shows of one announcement, with the caller's receipt.
-#[derive(Debug, sqlx::FromRow)]
-pub struct MyAnnouncementRow {
-    pub id: AnnouncementId,
-    pub title: String,
-    pub body: String,
-    pub priority: Priority,
-    pub requires_ack: bool,
-    pub visible_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub supersedes: Option<AnnouncementId>,
-    pub superseded_by: Option<AnnouncementId>,
-    pub read_at: Option<DateTime<Utc>>,
-    pub acknowledged_at: Option<DateTime<Utc>>,
-}
-
 /// Who is reading: their store, subject and the audiences that include them.
 pub struct Reader<'a> {
     pub store: StoreId,
@@ -345,7 +329,7 @@ pub async fn for_staff(
     unread: bool,
     after: Option<(DateTime<Utc>, AnnouncementId)>,
     limit: i64,
-) -> Result<Vec<MyAnnouncementRow>, sqlx::Error> {
+) -> Result<Vec<MyAnnouncementDto>, sqlx::Error> {
     sqlx::query_as(
         "SELECT a.id, a.title, a.body, a.priority, a.requires_ack, d.visible_at, a.expires_at,
                 a.supersedes, n.id AS superseded_by, c.read_at, c.acknowledged_at

@@ -382,21 +382,7 @@ pub async fn my_list(
 ) -> Result<Page<MyAnnouncementDto>, ApiError> {
     let reader = reader(principal)?;
     let rows = repo::for_staff(db, &reader, unread, page.after, page.fetch_limit()).await?;
-    Ok(page
-        .page(rows, |row| (row.visible_at, row.id))
-        .map(|row| MyAnnouncementDto {
-            id: row.id,
-            title: row.title,
-            body: row.body,
-            priority: row.priority,
-            requires_ack: row.requires_ack,
-            visible_at: row.visible_at,
-            expires_at: row.expires_at,
-            supersedes: row.supersedes,
-            superseded_by: row.superseded_by,
-            read_at: row.read_at,
-            acknowledged_at: row.acknowledged_at,
-        }))
+    Ok(page.page(rows, |row| (row.visible_at, row.id)))
 }
 
 /// Records the caller's read (and, when `acknowledge`, acknowledgement) of an

@@ -372,39 +372,14 @@ async fn drafts_schedules_audiences_expiry_and_corrections() {
 
     // Who may send where, and what a request needs.
     let notice = |target: Value| json!({"title": "t", "body": "b", "target": target});
-    assert_problem(
-        post(
-            &app,
-            &regional,
-            "/announcements",
-            Some(notice(json!({"regions": [foreign.region]}))),
-        )
-        .await,
-        403,
-    )
-    .await;
-    assert_problem(
-        post(
-            &app,
-            &regional,
-            "/announcements",
-            Some(notice(json!({"store_codes": [foreign.code]}))),
-        )
-        .await,
-        403,
-    )
-    .await;
-    assert_problem(
-        post(
-            &app,
-            &manager,
-            "/announcements",
-            Some(notice(json!({"all": true}))),
-        )
-        .await,
-        403,
-    )
-    .await;
+    for (who, target) in [
+        (&regional, json!({"regions": [foreign.region]})),
+        (&regional, json!({"store_codes": [foreign.code]})),
+        (&manager, json!({"all": true})),
+    ] {
+        let response = post(&app, who, "/announcements", Some(notice(target))).await;
+        assert_problem(response, 403).await;
+    }
     for (body, field) in [
         (
             json!({"title": " ", "body": "b", "target": {"all": true}}),
