@@ -13,7 +13,7 @@ project's virtualenv). What one run does:
      store_manager and associate of a seeded store (their `sub` a real staff id of it),
      integration;
   4. per role, fresh fixtures made through the API (a review template, tasks in each
-     status, a campaign, a webhook, a closure day, three ingests) whose ids feed the
+     status, a campaign, two announcements, a webhook, a closure day, three ingests) whose ids feed the
      path parameters and the body fields that must name existing things, as Schemathesis
      dictionaries;
   5. `schemathesis run` with every check, a fixed seed and the mode's bounds, and the
@@ -53,7 +53,7 @@ import api_attacks
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = ("hq", "regional_manager", "store_manager", "associate", "integration")
 # The webhook sender is the one consumer group that talks to the outside world.
-QUEUES = "campaigns,ingest,schedules,webhooks"
+QUEUES = "campaigns,announcements,ingest,schedules,webhooks"
 JWT_SECRET = "storeops-api-fuzz-secret-0123456789abcdef"
 
 # What each mode spends. `max_examples` bounds every operation of every phase; `max_time`
@@ -287,6 +287,27 @@ def make_fixtures(api: Api, chain: Chain, tokens: dict[str, str], role: str, n: 
             "due_local": (dt.date.today() + dt.timedelta(days=3)).isoformat() + "T18:00:00",
         },
     )
+    # Announcements: one in force for the region's stores (acknowledgements required),
+    # one a draft; the staff roles read and acknowledge the first.
+    announcements = [
+        api.ok(
+            "POST",
+            "/api/v1/announcements",
+            hq,
+            {
+                "title": f"Fuzz announcement {tag}",
+                "body": "Read and acknowledge.",
+                "target": {"store_codes": [s["code"] for s in chain.region_stores]},
+                "requires_ack": True,
+            },
+        )["id"],
+        api.ok(
+            "POST",
+            "/api/v1/announcements",
+            hq,
+            {"title": f"Fuzz draft {tag}", "body": "Not yet.", "target": {"all": True}, "draft": True},
+        )["id"],
+    ]
     webhooks = [
         api.ok(
             "POST",
@@ -334,7 +355,7 @@ def make_fixtures(api: Api, chain: Chain, tokens: dict[str, str], role: str, n: 
             },
         )["id"],
     ]
-    cursors = issued_cursors(api, hq, home["id"], tasks[2], campaign["id"])
+    cursors = issued_cursors(api, hq, home["id"], tasks[2], campaign["id"], announcements[0])
     if role == "regional_manager" or role == "hq":
         stores = [s["id"] for s in chain.region_stores] + [foreign["id"]]
         store_codes = [s["code"] for s in chain.region_stores]
@@ -347,6 +368,7 @@ def make_fixtures(api: Api, chain: Chain, tokens: dict[str, str], role: str, n: 
         "task_ids": tasks,
         "template_ids": [template["id"]] + chain.templates,
         "campaign_ids": [campaign["id"]],
+        "announcement_ids": announcements,
         "webhook_ids": webhooks,
         "ingest_ids": ingests,
         "closure_dates": closure_dates,
@@ -366,19 +388,26 @@ LISTS = {
     "cursor_webhooks": ("/api/v1/webhooks", "/api/v1/webhooks"),
     "cursor_history": ("/api/v1/tasks/{task_id}/history", "/api/v1/tasks/{task}/history"),
     "cursor_campaign_stores": ("/api/v1/campaigns/{campaign_id}/stores", "/api/v1/campaigns/{campaign}/stores"),
+    "cursor_announcement_stores": (
+        "/api/v1/announcements/{announcement_id}/stores",
+        "/api/v1/announcements/{announcement}/stores",
+    ),
 }
 
+# Lists filled by the workers after the fixture is made: waited for (bounded).
+ASYNCHRONOUS = ("cursor_campaign_stores", "cursor_announcement_stores")
 
-def issued_cursors(api: Api, hq: str, home: str, task: str, campaign: str) -> dict[str, list[str]]:
+
+def issued_cursors(api: Api, hq: str, home: str, task: str, campaign: str, announcement: str) -> dict[str, list[str]]:
     """Real `next_cursor` values of every list (a schema cannot describe "a cursor we issued")."""
     found: dict[str, list[str]] = {}
-    deadline = time.monotonic() + 30  # the campaign's fan-out is asynchronous
+    deadline = time.monotonic() + 30  # fan-outs are asynchronous
     for name, (_, path) in LISTS.items():
-        url = path.format(home=home, task=task, campaign=campaign)
+        url = path.format(home=home, task=task, campaign=campaign, announcement=announcement)
         while True:
             status, _, page = api.call("GET", f"{url}?limit=1", hq)
             cursor = page.get("next_cursor") if status == 200 and isinstance(page, dict) else None
-            if cursor or time.monotonic() > deadline or name != "cursor_campaign_stores":
+            if cursor or time.monotonic() > deadline or name not in ASYNCHRONOUS:
                 break
             time.sleep(1)
         if cursor:
@@ -505,6 +534,8 @@ def write_config(path: Path, *, token_value: str, mode: dict, seed: int, workers
         "path.task_id": ("task_ids", 0.9),
         "path.template_id": ("template_ids", 0.9),
         "path.campaign_id": ("campaign_ids", 0.9),
+        "path.announcement_id": ("announcement_ids", 0.9),
+        "body.supersedes": ("announcement_ids", 0.5),
         "path.webhook_id": ("webhook_ids", 0.9),
         "path.ingest_id": ("ingest_ids", 0.9),
         "path.date": ("closure_dates", 0.9),

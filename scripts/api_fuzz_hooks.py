@@ -107,6 +107,8 @@ STATE_RULES = [
     ("POST /api/v1/tasks/{task_id}/complete", r"answers\..*", "must be text"),
     ("POST /api/v1/tasks/{task_id}/complete", r"answers\..*", "must not be empty"),
     ("POST /api/v1/tasks/{task_id}/complete", r"answers\..*", "must be an evidence reference"),
+    ("POST /api/v1/announcements", r"supersedes", "unknown announcement"),
+    ("POST /api/v1/announcements", r"supersedes", "a draft is changed by publishing"),
     ("GET /api/v1/stores", r"region", "no such region"),
     ("GET /api/v1/reports/compliance", r"region", "no such region"),
     ("GET /api/v1/reports/overdue", r"region", "no such region"),
@@ -118,6 +120,9 @@ STATE_RULES = [
     ("POST /api/v1/stores/{store_id}/tasks", r"due_at", "must be within a year of now"),
     ("PATCH /api/v1/tasks/{task_id}", r"due_at", "must be within a year of now"),
     ("POST /api/v1/stores/{store_id}/closures", r"date", "must not be in the past"),
+    ("POST /api/v1/announcements", r"publish_at|publish_local", "must be at most 366 days ahead"),
+    ("POST /api/v1/announcements", r"expires_at", "must be after the publishing time"),
+    ("POST /api/v1/announcements", r"expires_at", "must be at most 366 days after publishing"),
     ("POST /api/v1/stores/{store_id}/closures", r"date", "must be within two years"),
     # Another field of the same request.
     ("POST /api/v1/stores/{store_id}/tasks", r"expires_at", "must be after due_at"),

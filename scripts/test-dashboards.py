@@ -282,6 +282,21 @@ def drive_traffic(api, second_api, receiver, started):
     api.call("GET", f"/api/v1/campaigns/{campaign['id']}", hq, 200)
     api.call("GET", f"/api/v1/campaigns/{campaign['id']}/stores", hq, 200)
 
+    # An announcement to every store that staff must acknowledge: one store reads and
+    # acknowledges it, the others are reminded and escalated (short delays above).
+    notice, _ = api.call("POST", "/api/v1/announcements", hq, 201,
+                         {"title": "Safety notice", "body": "Wear gloves in the cold room.",
+                          "target": {"all": True}, "requires_ack": True, "priority": "high"})
+    for _ in range(30):
+        page, _ = api.call("GET", "/api/v1/me/announcements", associate, 200, user_agent=ANDROID)
+        if page["items"]:
+            break
+        time.sleep(0.5)
+    api.call("POST", f"/api/v1/announcements/{notice['id']}/read", associate, 200, user_agent=ANDROID)
+    api.call("POST", f"/api/v1/announcements/{notice['id']}/acknowledge", manager, 200, user_agent=IOS)
+    api.call("GET", f"/api/v1/announcements/{notice['id']}", hq, 200)
+    api.call("GET", f"/api/v1/announcements/{notice['id']}/stores?unacknowledged=true", hq, 200)
+
     # Integrations: a price batch (one line for an unknown store: rejected), sent twice
     # (duplicate), a delivery and its update, a stock alert.
     batch = {"batch_id": f"PB-{uuid.uuid4()}", "effective_at": iso(86400),

@@ -181,6 +181,15 @@ pub struct SchedulerConfig {
     pub catch_up: Duration,
 }
 
+/// Announcements' reminders: both delays count from when a store may see one.
+#[derive(Debug, Clone)]
+pub struct AnnouncementConfig {
+    /// Until a store that has not acknowledged a required announcement is reminded.
+    pub reminder_delay: Duration,
+    /// Until it is escalated to the store and regional managers (after the reminder).
+    pub escalation_delay: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Retention {
     pub tasks: Duration,
@@ -289,6 +298,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub webhooks: WebhookConfig,
     pub scheduler: SchedulerConfig,
+    pub announcements: AnnouncementConfig,
     pub retention: Retention,
     pub reporting: ReportingConfig,
     pub ingest: IngestOptions,
@@ -461,6 +471,26 @@ impl Config {
                     1..=604_800,
                 )?,
                 catch_up: env.seconds("SCHEDULE_CATCH_UP_SECONDS", 6 * 3600, 0..=7 * 86_400)?,
+            },
+            announcements: {
+                let reminder_delay =
+                    env.seconds("ANNOUNCEMENT_REMINDER_DELAY_SECONDS", 4 * 3600, 1..=604_800)?;
+                let escalation_delay = env.seconds(
+                    "ANNOUNCEMENT_ESCALATION_DELAY_SECONDS",
+                    24 * 3600,
+                    1..=1_209_600,
+                )?;
+                if escalation_delay <= reminder_delay {
+                    return Err(ConfigError {
+                        var: "ANNOUNCEMENT_ESCALATION_DELAY_SECONDS",
+                        reason: "must be longer than ANNOUNCEMENT_REMINDER_DELAY_SECONDS"
+                            .to_owned(),
+                    });
+                }
+                AnnouncementConfig {
+                    reminder_delay,
+                    escalation_delay,
+                }
             },
             retention: Retention {
                 tasks: env.days("TASKS_RETENTION_DAYS", 400)?,

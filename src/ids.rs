@@ -276,6 +276,10 @@ uuid_id!(IngestId);
 uuid_id!(WebhookId);
 uuid_id!(CampaignId);
 uuid_id!(
+    /// A notice to many stores, read and acknowledged by their staff.
+    AnnouncementId
+);
+uuid_id!(
     /// A photo: granted an upload, then attached to its task's checklist answer.
     EvidenceId
 );

@@ -2,6 +2,7 @@
 //! as api, worker and scheduler roles. See docs/ARCHITECTURE.md.
 
 pub mod admin;
+pub mod announcements;
 pub mod auth;
 pub mod campaigns;
 pub mod cli;

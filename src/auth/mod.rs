@@ -28,7 +28,7 @@ mod policy;
 
 pub use jwt::{JwtSigner, JwtVerifier};
 pub use oidc::KeyStatus;
-pub use policy::{ScopeFilter, StoreScope};
+pub use policy::{ScopeFilter, StoreScope, StoreStaff};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

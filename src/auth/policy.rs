@@ -50,6 +50,14 @@ impl StoreScope {
     }
 }
 
+/// A store staff member as announcements address them: their store, and whether they
+/// manage it (an announcement's audience names associates, managers or everyone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStaff {
+    pub store_id: StoreId,
+    pub manager: bool,
+}
+
 fn outside_scope(what: &str) -> ApiError {
     ApiError::Forbidden(format!("{what} is outside your scope"))
 }
@@ -204,6 +212,26 @@ impl Principal {
             None => true,
             Some(own) => region_scope == Some(&own),
         })
+    }
+
+    /// Announcements addressed to a store's staff: an associate or a store manager reads
+    /// and acknowledges their own store's, and only for themselves (receipts are keyed by
+    /// the caller's subject); nobody else has a store of their own to read for.
+    pub fn store_staff(&self) -> Result<StoreStaff, ApiError> {
+        match &self.access {
+            Access::Associate { store_id } => Ok(StoreStaff {
+                store_id: *store_id,
+                manager: false,
+            }),
+            Access::StoreManager { store_id } => Ok(StoreStaff {
+                store_id: *store_id,
+                manager: true,
+            }),
+            Access::RegionalManager { .. } | Access::Hq => Err(ApiError::Forbidden(
+                "only store staff read and acknowledge announcements".to_owned(),
+            )),
+            Access::Integration => Err(ApiError::Forbidden(INTEGRATIONS_ONLY.to_owned())),
+        }
     }
 
     /// Which stores the caller's reports cover: store managers their store, regional
@@ -362,6 +390,16 @@ mod tests {
                 "see south's work",
                 |p| p.may_see_targeted(Some(&region("south"))).unwrap_or(false),
                 [false, false, false, true, false],
+            ),
+            (
+                "read and acknowledge announcements",
+                |p| p.store_staff().is_ok(),
+                [true, true, false, false, false],
+            ),
+            (
+                "read announcements for managers",
+                |p| p.store_staff().is_ok_and(|s| s.manager),
+                [false, true, false, false, false],
             ),
             (
                 "reports",

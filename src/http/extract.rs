@@ -210,3 +210,24 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
         Ok(found)
     }
 }
+
+/// Lists and resources that change under every kind of write: a cache may keep them
+/// but must ask (If-None-Match) before each use.
+const REVALIDATE: &str = "private, no-cache";
+
+/// `body` with its ETag and the revalidation rule.
+pub fn tagged(etag: &str, body: impl IntoResponse) -> Response {
+    let mut response = body.into_response();
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(REVALIDATE));
+    response
+}
+
+/// 304 with the tag the client already has, no body.
+pub fn not_modified(etag: &str) -> Response {
+    tagged(etag, StatusCode::NOT_MODIFIED)
+}

@@ -25,6 +25,13 @@ pub fn one_given(fields: &[&str]) -> Value {
     json!({ "oneOf": fields.iter().map(|f| given(f)).collect::<Vec<_>>() })
 }
 
+/// At most one of the fields is given (none is fine).
+pub fn at_most_one_given(fields: &[&str]) -> Value {
+    json!({ "not": { "anyOf": fields.iter().enumerate().flat_map(|(i, a)| {
+        fields[i + 1..].iter().map(move |b| json!({ "allOf": [given(a), given(b)] }))
+    }).collect::<Vec<_>>() } })
+}
+
 /// Adds `T`'s rules to its component in a serialized OpenAPI document.
 ///
 /// # Panics

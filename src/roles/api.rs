@@ -12,6 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use super::RoleParts;
 use crate::{
     admin::{Check, PoolGauges, PoolSample},
+    announcements,
     auth::{self, JwtVerifier},
     campaigns,
     config::{Config, WebhookConfig},
@@ -50,6 +51,7 @@ pub struct AppState {
         (name = "templates", description = "Versioned task templates and checklists"),
         (name = "tasks", description = "Store tasks: list, lifecycle, review, history"),
         (name = "campaigns", description = "One task to many stores"),
+        (name = "announcements", description = "Notices to many stores, with read and acknowledgement receipts"),
         (name = "webhooks", description = "Outbound event notifications (HQ)"),
         (name = "reports", description = "Compliance, overdue work and CSV export, read from replicas"),
         (name = "integrations", description = "Price changes, deliveries and stock alerts from HQ systems (integration tokens)"),
@@ -64,6 +66,7 @@ fn api_routes(ingest_body_limit_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(templates::router())
         .merge(tasks::router())
         .merge(campaigns::router())
+        .merge(announcements::router())
         .merge(webhooks::router())
         .merge(reporting::router())
         .layer(axum::middleware::from_fn(auth::require_staff));
@@ -76,6 +79,7 @@ const SCHEMA_RULES: &[fn(&mut serde_json::Value)] = &[
     stores::schema_rules,
     tasks::schema_rules,
     campaigns::schema_rules,
+    announcements::schema_rules,
     templates::schema_rules,
     ingest::schema_rules,
 ];

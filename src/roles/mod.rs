@@ -66,6 +66,7 @@ pub async fn run(
     let db = crate::db::connect(&config, label)?;
     crate::events::metrics::init();
     crate::tasks::metrics::init();
+    crate::announcements::metrics::init();
     crate::ingest::metrics::init();
     crate::reporting::init_metrics();
     crate::evidence::metrics::init();

@@ -6,6 +6,7 @@ use sqlx::PgPool;
 use super::RoleParts;
 use crate::{
     admin::{Check, PoolGauges},
+    announcements,
     config::Config,
     evidence::Evidence,
     maintenance, reporting,
@@ -36,6 +37,14 @@ pub fn start(config: &Config, db: PgPool, shutdown: &Shutdown) -> anyhow::Result
             escalation_delay: config.scheduler.escalation_delay,
         },
     );
+    jobs.extend(announcements::jobs::jobs(
+        &db,
+        &announcements::jobs::AnnouncementJobsConfig {
+            tick: config.scheduler.tick,
+            reminder_delay: config.announcements.reminder_delay,
+            escalation_delay: config.announcements.escalation_delay,
+        },
+    ));
     jobs.push(std::sync::Arc::new(maintenance::Partitions {
         db: db.clone(),
     }));

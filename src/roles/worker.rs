@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::RoleParts;
 use crate::{
     admin::{Check, PoolGauges},
-    campaigns,
+    announcements, campaigns,
     config::{Config, ConnectionUrl},
     events::{
         WorkerSession,
@@ -35,6 +35,7 @@ pub struct WorkerOptions {
 pub fn registry(config: &Config, db: &PgPool) -> anyhow::Result<Registry> {
     let mut registry = Registry::default();
     campaigns::register_handlers(&mut registry);
+    announcements::register_handlers(&mut registry);
     crate::evidence::register_handlers(
         &mut registry,
         &crate::evidence::Evidence::new(&config.evidence)?,
@@ -52,6 +53,7 @@ pub fn emitted_routing_keys() -> Vec<&'static str> {
         crate::tasks::events::ROUTING_KEYS,
         crate::evidence::ROUTING_KEYS,
         campaigns::ROUTING_KEYS,
+        announcements::ROUTING_KEYS,
         ingest::ROUTING_KEYS,
         schedules::ROUTING_KEYS,
         webhooks::ROUTING_KEYS,

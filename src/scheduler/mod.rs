@@ -41,6 +41,22 @@ pub trait Job: Send + Sync + 'static {
     fn on_step_down(&self) {}
 }
 
+/// Runs `batch` (which handles at most `size` rows and says how many it did) until a
+/// batch comes back short, at most `max` times, so a backlog never holds one long
+/// transaction and the rest waits for the next tick.
+pub async fn in_batches<F, Fut>(size: usize, max: usize, batch: F) -> Result<(), JobError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, JobError>>,
+{
+    for _ in 0..max {
+        if batch().await? < size {
+            break;
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct SchedulerOptions {
     pub lease_ttl: Duration,

@@ -14,7 +14,7 @@ use super::{
 use crate::{
     events::outbox,
     ids::{StoreId, TaskId},
-    scheduler::{Job, JobError},
+    scheduler::{Job, JobError, in_batches},
 };
 
 /// Rows per transaction, so a backlog never holds one long transaction.
@@ -43,20 +43,6 @@ pub fn jobs(db: &PgPool, config: &TaskJobsConfig) -> Vec<Arc<dyn Job>> {
             tick: config.tick.max(Duration::from_secs(5)),
         }),
     ]
-}
-
-/// Runs `batch` until it returns a short batch, at most `MAX_BATCHES` times.
-async fn in_batches<F, Fut>(batch: F) -> Result<(), JobError>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<usize, JobError>>,
-{
-    for _ in 0..MAX_BATCHES {
-        if batch().await? < BATCH as usize {
-            break;
-        }
-    }
-    Ok(())
 }
 
 /// Bulk audit events (one statement) for the tasks a job changed.
@@ -149,7 +135,7 @@ impl Job for Overdue {
     }
 
     fn run(&self) -> BoxFuture<'_, Result<(), JobError>> {
-        Box::pin(in_batches(|| self.batch()))
+        Box::pin(in_batches(BATCH as usize, MAX_BATCHES, || self.batch()))
     }
 }
 
@@ -203,7 +189,7 @@ impl Job for Expiry {
     }
 
     fn run(&self) -> BoxFuture<'_, Result<(), JobError>> {
-        Box::pin(in_batches(|| self.batch()))
+        Box::pin(in_batches(BATCH as usize, MAX_BATCHES, || self.batch()))
     }
 }
 

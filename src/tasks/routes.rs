@@ -4,7 +4,7 @@
 use axum::{
     body::Bytes,
     extract::{FromRef, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
@@ -28,7 +28,10 @@ use crate::{
     error::{ApiError, FieldError, Problem},
     evidence::{Evidence, EvidenceDto},
     http::{
-        extract::{IdempotencyKey, IfNoneMatch, Json, JsonBytes, Path, Query, parse_optional_json},
+        extract::{
+            IdempotencyKey, IfNoneMatch, Json, JsonBytes, Path, Query, not_modified,
+            parse_optional_json, tagged,
+        },
         pagination::{Page, PageRequest},
     },
     ids::{EvidenceId, StoreId, TaskId, TaskKind},
@@ -146,26 +149,6 @@ async fn list_store_tasks(
         .page(rows, |row| (row.due_at, row.id))
         .map(TaskSummaryDto::from);
     Ok(tagged(&etag, JsonBytes(super::summary_json::page(&page))))
-}
-
-/// Lists and tasks change under every kind of write: a cache may keep them but must ask
-/// (If-None-Match) before each use.
-const REVALIDATE: &str = "private, no-cache";
-
-fn tagged(etag: &str, body: impl IntoResponse) -> Response {
-    let mut response = body.into_response();
-    if let Ok(value) = HeaderValue::from_str(etag) {
-        response.headers_mut().insert(header::ETAG, value);
-    }
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static(REVALIDATE));
-    response
-}
-
-/// 304 with the tag the client already has, no body.
-fn not_modified(etag: &str) -> Response {
-    tagged(etag, StatusCode::NOT_MODIFIED)
 }
 
 /// Create a task in a store (store manager, HQ). Honours `Idempotency-Key`.

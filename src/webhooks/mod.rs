@@ -19,6 +19,7 @@ use sqlx::PgPool;
 pub use routes::router;
 
 use crate::{
+    announcements::{AnnouncementAcknowledged, AnnouncementPublished, AnnouncementReminder},
     campaigns::CampaignCreated,
     config::WebhookConfig,
     events::{Event, consumer::Registry},
@@ -31,7 +32,7 @@ use crate::{
 };
 
 /// Event types a webhook may subscribe to: the public events of PRODUCT §5.
-pub const PUBLIC_EVENT_TYPES: [&str; 10] = [
+pub const PUBLIC_EVENT_TYPES: [&str; 13] = [
     TaskCreated::ROUTING_KEY,
     TaskStarted::ROUTING_KEY,
     TaskSubmitted::ROUTING_KEY,
@@ -42,6 +43,9 @@ pub const PUBLIC_EVENT_TYPES: [&str; 10] = [
     CampaignCreated::ROUTING_KEY,
     IngestReceived::ROUTING_KEY,
     EvidenceAttached::ROUTING_KEY,
+    AnnouncementPublished::ROUTING_KEY,
+    AnnouncementAcknowledged::ROUTING_KEY,
+    AnnouncementReminder::ROUTING_KEY,
 ];
 
 /// Every routing key this module emits.

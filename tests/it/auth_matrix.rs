@@ -286,3 +286,176 @@ async fn assert_matrix(app: &TestApp, home: &SeededStore, ops: &[Operation], tok
         }
     }
 }
+
+/// Every announcement operation as every role: HQ everywhere, a regional manager in their
+/// region, store staff only their store's announcements and their own receipts,
+/// integrations nowhere.
+#[tokio::test]
+async fn announcement_operations_as_every_role() {
+    let app = TestApp::spawn(30).await;
+    let stores = app.stores().await;
+    let home = &stores[0];
+    let elsewhere = stores
+        .iter()
+        .find(|s| s.region != home.region)
+        .expect("a store in another region");
+    let topology = common::test_topology(&[200]);
+    let worker = common::RunningWorker::groups(
+        &app.db,
+        &topology,
+        &[storeops::announcements::GROUP],
+        2,
+        &[],
+    );
+    worker.wait_connected().await;
+    let hq = token(Role::Hq, None, None);
+    let regional = token(Role::RegionalManager, None, Some(&home.region));
+    let other_regional = token(Role::RegionalManager, None, Some(&elsewhere.region));
+    let manager = token(Role::StoreManager, Some(home.id), None);
+    let associate = token(Role::Associate, Some(home.id), None);
+    let other_associate = token(Role::Associate, Some(elsewhere.id), None);
+    let integration = token(Role::Integration, None, None);
+    let send = |method: Method, path: String, token: String, body: Option<serde_json::Value>| {
+        let app = &app;
+        async move {
+            let mut request = app
+                .client
+                .request(method, app.url(&format!("/api/v1{path}")))
+                .bearer_auth(token);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            request.send().await.expect("send")
+        }
+    };
+    let body = serde_json::json!({"title": "Matrix", "body": "For every role.", "target": {"all": true}, "requires_ack": true});
+    let created: serde_json::Value = send(
+        Method::POST,
+        "/announcements".into(),
+        regional.clone(),
+        Some(body.clone()),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let id = created["id"].as_str().expect("id").to_owned();
+    common::eventually(std::time::Duration::from_secs(30), "published", || async {
+        send(
+            Method::GET,
+            format!("/announcements/{id}"),
+            hq.clone(),
+            None,
+        )
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .is_ok_and(|a| a["status"] == "published")
+    })
+    .await;
+    let mut draft = body.clone();
+    draft["draft"] = serde_json::json!(true);
+    let draft: serde_json::Value = send(
+        Method::POST,
+        "/announcements".into(),
+        regional.clone(),
+        Some(draft),
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
+    let draft = draft["id"].as_str().expect("id").to_owned();
+
+    // (method, path, body, [(role, token, expected status)]) in the order they run.
+    let follow = |path: String| {
+        (
+            Method::GET,
+            path,
+            None,
+            vec![
+                ("hq", hq.clone(), 200),
+                ("regional manager", regional.clone(), 200),
+                ("another region's manager", other_regional.clone(), 404),
+                ("store manager", manager.clone(), 403),
+                ("associate", associate.clone(), 403),
+                ("integration", integration.clone(), 403),
+            ],
+        )
+    };
+    let receipt = |path: String| {
+        (
+            Method::POST,
+            path,
+            None,
+            vec![
+                ("associate", associate.clone(), 200),
+                ("store manager", manager.clone(), 200),
+                // Another region's store never had it delivered.
+                ("another store's associate", other_associate.clone(), 404),
+                ("regional manager", regional.clone(), 403),
+                ("hq", hq.clone(), 403),
+                ("integration", integration.clone(), 403),
+            ],
+        )
+    };
+    let cases = vec![
+        (
+            Method::POST,
+            "/announcements".to_owned(),
+            Some(body.clone()),
+            vec![
+                ("hq", hq.clone(), 201),
+                ("regional manager", regional.clone(), 201),
+                ("store manager", manager.clone(), 403),
+                ("associate", associate.clone(), 403),
+                ("integration", integration.clone(), 403),
+            ],
+        ),
+        follow(format!("/announcements/{id}")),
+        follow(format!("/announcements/{id}/stores")),
+        follow(format!("/announcements/{id}/receipts.csv")),
+        (
+            Method::POST,
+            format!("/announcements/{draft}/publish"),
+            None,
+            vec![
+                ("store manager", manager.clone(), 403),
+                ("associate", associate.clone(), 403),
+                ("integration", integration.clone(), 403),
+                ("another region's manager", other_regional.clone(), 404),
+                ("regional manager", regional.clone(), 200),
+                ("hq, once published", hq.clone(), 409),
+            ],
+        ),
+        (
+            Method::GET,
+            "/me/announcements".to_owned(),
+            None,
+            vec![
+                ("associate", associate.clone(), 200),
+                ("store manager", manager.clone(), 200),
+                ("regional manager", regional.clone(), 403),
+                ("hq", hq.clone(), 403),
+                ("integration", integration.clone(), 403),
+            ],
+        ),
+        receipt(format!("/announcements/{id}/read")),
+        receipt(format!("/announcements/{id}/acknowledge")),
+    ];
+    let mut wrong = Vec::new();
+    for (method, path, body, rows) in cases {
+        for (role, token, expected) in rows {
+            let response = send(method.clone(), path.clone(), token, body.clone()).await;
+            let status = response.status().as_u16();
+            if status != expected {
+                wrong.push(format!(
+                    "{method} {path} as {role}: {status}, expected {expected}"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    worker.shutdown().await;
+    common::teardown(&topology, &[storeops::announcements::GROUP]).await;
+}

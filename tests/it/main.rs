@@ -4,6 +4,7 @@
 //! database and a random broker prefix. (`tests/trace_propagation.rs` is its own
 //! binary: it installs a process-wide OpenTelemetry subscriber.)
 
+mod announcements;
 mod auth_matrix;
 mod bench_events;
 mod bench_evidence;
