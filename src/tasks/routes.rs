@@ -90,7 +90,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, ApiError> {
 /// A store's tasks by due time: the hottest read.
 #[utoipa::path(
     get, path = "/stores/{store_id}/tasks", tag = "tasks",
-    params(("store_id" = StoreId, Path, description = "The store's id"), TaskListQuery),
+    params(("store_id" = StoreId, Path, description = "The store's id"), TaskListQuery, IfNoneMatch),
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<TaskSummaryDto>, description = "The page, tagged with the store list's version", headers(("ETag" = String, description = "Send as If-None-Match to ask whether anything changed"))),
@@ -197,7 +197,7 @@ async fn create_task(
 /// One task, with its ETag.
 #[utoipa::path(
     get, path = "/tasks/{task_id}", tag = "tasks",
-    params(("task_id" = TaskId, Path, description = "The task's id")),
+    params(("task_id" = TaskId, Path, description = "The task's id"), IfNoneMatch),
     security(("bearer" = [])),
     responses(
         (status = 200, body = TaskDto, headers(("ETag" = String, description = "The task's version; send as If-None-Match or If-Match"))),
