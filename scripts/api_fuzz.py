@@ -453,7 +453,7 @@ def write_config(path: Path, *, token_value: str, mode: dict, seed: int, workers
         "path.date": ("closure_dates", 0.9),
         "query.assignee": ("staff_ids", 0.5),
         "query.region": ("region_codes", 0.9),
-        "query.since": ("feed_tokens", 0.9),
+        "query.since": ("feed_tokens", 1.0),
         "body.item_key": ("item_keys", 0.9),
         "body.assignee_id": ("staff_ids", 1.0),
         "body.template_id": ("template_ids", 1.0),

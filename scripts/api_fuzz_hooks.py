@@ -126,6 +126,11 @@ STATE_RULES = [
     ("POST /api/v1/tasks/{task_id}/complete", r"answers\..*", "must be text"),
     ("POST /api/v1/tasks/{task_id}/complete", r"answers\..*", "must not be empty"),
     ("POST /api/v1/tasks/{task_id}/complete", r"answers\..*", "must be an evidence reference"),
+    # A photo answer names a grant of that task whose upload is in the object store.
+    ("POST /api/v1/tasks/{task_id}/complete", r"answers\..*", "no such evidence for this task"),
+    ("POST /api/v1/tasks/{task_id}/complete", r"answers\..*", "this evidence was granted for another"),
+    ("POST /api/v1/tasks/{task_id}/complete", r"answers\..*", "this evidence is already attached"),
+    ("POST /api/v1/tasks/{task_id}/complete", r"answers\..*", "the photo has not been uploaded"),
     ("POST /api/v1/tasks/{task_id}/evidence", r"item_key", "is not a photo item of this task's checklist"),
     ("GET /api/v1/stores", r"region", "no such region"),
     ("GET /api/v1/reports/compliance", r"region", "no such region"),
