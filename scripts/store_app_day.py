@@ -54,9 +54,9 @@ from storeops_client.models import (
     CompleteBody,
     EmptyBody,
     NewTaskBody,
-    Problem,
     ReasonBody,
     StaffRole,
+    TaskConflict,
     TaskDto,
     TaskStatus,
 )
@@ -199,9 +199,9 @@ def the_day(day: Day, base: str, binary: Path) -> None:
         complete_task.sync_detailed(fridges.id, client=app, body=CompleteBody(note="2-4 °C everywhere"),
                                     idempotency_key=f"complete-{fridges.id}"),
         409, "the offline completion of the cancelled task")
-    current = conflict.current if isinstance(conflict, Problem) else None
-    day.check(current is not None and current["id"] == str(fridges.id) and current["status"] == "cancelled",
-              "the conflict carries the task as it is now: cancelled")
+    day.check(isinstance(conflict, TaskConflict) and conflict.current.id == fridges.id
+              and conflict.current.status == TaskStatus.CANCELLED,
+              "the conflict carries the task as it is now (a TaskDto): cancelled")
 
     # 7. Back online: both tasks have left the associate's work.
     token, changed, removed = sync(day, app, store.id, me, token, "sync after reconnecting")

@@ -16,8 +16,8 @@ use super::{
     Action, TaskStatus,
     dto::{
         ChangesQuery, CompleteBody, EmptyBody, EvidenceGrantDto, EvidenceQuery, HistoryQuery,
-        NewComment, NewEvidence, NewTaskBody, ReasonBody, TaskDto, TaskEventDto, TaskItemDto,
-        TaskItemsQuery, TaskListQuery, TaskPatch, TaskSummaryDto,
+        NewComment, NewEvidence, NewTaskBody, ReasonBody, TaskConflict, TaskDto, TaskEventDto,
+        TaskItemDto, TaskItemsQuery, TaskListQuery, TaskPatch, TaskSummaryDto,
     },
     repo::{self, ListFilter},
     service::{self, IfMatch, TransitionRequest},
@@ -268,7 +268,7 @@ macro_rules! transition_route {
                 (status = 401, body = Problem, content_type = "application/problem+json"),
                 (status = 403, body = Problem, content_type = "application/problem+json"),
                 (status = 404, body = Problem, content_type = "application/problem+json"),
-                (status = 409, body = Problem, content_type = "application/problem+json", description = "Illegal in the task's current status, or the task was assigned to someone else; `current` is the task as it is now"),
+                (status = 409, body = TaskConflict, content_type = "application/problem+json", description = "Illegal in the task's current status, or the task was assigned to someone else; `current` is the task as it is now"),
                 (status = 412, body = Problem, content_type = "application/problem+json"),
             )
         )]

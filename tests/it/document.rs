@@ -93,3 +93,30 @@ fn conditional_reads_document_if_none_match() {
         "{conditional:?}"
     );
 }
+
+/// A transition's 409 states what it carries, the task as it is now (`TaskConflict`), so
+/// a generated client reads `current` as a task rather than as an untyped object.
+#[test]
+fn transition_conflicts_carry_the_task() {
+    let document = openapi();
+    let conflict = &document["components"]["schemas"]["TaskConflict"];
+    assert_eq!(
+        conflict["properties"]["current"]["$ref"],
+        "#/components/schemas/TaskDto"
+    );
+    assert!(
+        conflict["required"]
+            .as_array()
+            .is_some_and(|required| required.iter().any(|r| r == "current")),
+        "{conflict}"
+    );
+    for action in ["start", "complete", "approve", "redo", "cancel"] {
+        let answer = &document["paths"][format!("/api/v1/tasks/{{task_id}}/{action}")]["post"]["responses"]
+            ["409"];
+        assert_eq!(
+            answer["content"]["application/problem+json"]["schema"]["$ref"],
+            "#/components/schemas/TaskConflict",
+            "{action}"
+        );
+    }
+}
