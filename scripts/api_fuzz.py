@@ -13,14 +13,16 @@ project's virtualenv). What one run does:
      store_manager and associate of a seeded store (their `sub` a real staff id of it),
      integration;
   4. per role, fresh fixtures made through the API (a review template, tasks in each
-     status, a campaign, a webhook, a closure day, three ingests) whose ids feed the
-     path parameters and the body fields that must name existing things, as Schemathesis
-     dictionaries;
+     status, tasks with a photo item and one with a photo attached, a campaign, a
+     webhook, a closure day, three ingests, tokens of the changes feed) whose ids feed
+     the path parameters and the body fields that must name existing things, as
+     Schemathesis dictionaries;
   5. `schemathesis run` with every check, a fixed seed and the mode's bounds, and the
      hooks of scripts/api_fuzz_hooks.py;
   6. after the last role: the hand-made attacks of scripts/api_attacks.py; then every
-     ingest must have finished (no message lost), and the server must not have panicked
-     or logged an internal error;
+     ingest must have finished (no message lost), the server must not have panicked
+     or logged an internal error, and a run of every role must have reached each of
+     REQUIRED_ANSWERS (the feed, 304s, transition conflicts, photo grants);
   7. a summary (cases, failures by check and operation), reports under --report-dir,
      and the exit code: 0 only when nothing failed.
 
