@@ -13,14 +13,16 @@ project's virtualenv). What one run does:
      store_manager and associate of a seeded store (their `sub` a real staff id of it),
      integration;
   4. per role, fresh fixtures made through the API (a review template, tasks in each
-     status, a campaign, two announcements, a webhook, a closure day, three ingests) whose ids feed the
-     path parameters and the body fields that must name existing things, as Schemathesis
-     dictionaries;
+     status, tasks with a photo item and one with a photo attached, a campaign, two
+     announcements, a webhook, a closure day, three ingests, tokens of the changes feed)
+     whose ids feed the path parameters and the body fields that must name existing
+     things, as Schemathesis dictionaries;
   5. `schemathesis run` with every check, a fixed seed and the mode's bounds, and the
      hooks of scripts/api_fuzz_hooks.py;
   6. after the last role: the hand-made attacks of scripts/api_attacks.py; then every
-     ingest must have finished (no message lost), and the server must not have panicked
-     or logged an internal error;
+     ingest must have finished (no message lost), the server must not have panicked
+     or logged an internal error, and a run of every role must have reached each of
+     REQUIRED_ANSWERS (the feed, 304s, transition conflicts, photo grants);
   7. a summary (cases, failures by check and operation), reports under --report-dir,
      and the exit code: 0 only when nothing failed.
 
@@ -38,17 +40,19 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import api_attacks
+import local_storeops
+from local_storeops import Failed, Server, psql, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = ("hq", "regional_manager", "store_manager", "associate", "integration")
@@ -72,38 +76,7 @@ def log(message: str) -> None:
     print(f"api-fuzz: {message}", file=sys.stderr, flush=True)
 
 
-class Failed(Exception):
-    pass
-
-
 # ---------------------------------------------------------------------------- plumbing
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def with_database(url: str, name: str) -> str:
-    head, _, tail = url.rpartition("/")
-    query = ""
-    if "?" in tail:
-        query = "?" + tail.split("?", 1)[1]
-    return f"{head}/{name}{query}"
-
-
-def psql(url: str, sql: str) -> str:
-    pg_bin = os.environ.get("STOREOPS_PG_BIN", "")
-    exe = os.path.join(pg_bin, "psql") if pg_bin else "psql"
-    out = subprocess.run(
-        [exe, "-v", "ON_ERROR_STOP=1", "-qAt", url, "-c", sql],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return out.stdout
 
 
 class Api:
@@ -142,73 +115,11 @@ class Api:
         return payload
 
 
-# ---------------------------------------------------------------------------- the server
-
-
-class Server:
-    def __init__(self, binary: Path, env: dict[str, str], log_path: Path):
-        self.binary = binary
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-        self.http_port = free_port()
-        self.admin_port = free_port()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def start(self) -> None:
-        env = dict(self.env)
-        env.update(HTTP_ADDR=f"127.0.0.1:{self.http_port}", ADMIN_ADDR=f"127.0.0.1:{self.admin_port}")
-        self.log_file = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [str(self.binary), "all", "--queues", QUEUES, "--concurrency", "4"],
-            env=env,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise Failed(f"storeops all exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.3)
-        raise Failed(f"/readyz did not answer 200 within 90 s; see {self.log_path}")
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log_file.close()
-
-
 # ---------------------------------------------------------------------------- fixtures
 
 
 def token(binary: Path, role: str, sub: str, store: str | None = None, region: str | None = None) -> str:
-    args = [str(binary), "token", "--role", role, "--sub", sub, "--ttl", "86400"]
-    if store:
-        args += ["--store", store]
-    if region:
-        args += ["--region", region]
-    env = dict(os.environ, AUTH_JWT_SECRET=JWT_SECRET)
-    return subprocess.run(args, env=env, check=True, capture_output=True, text=True, timeout=30).stdout.strip()
+    return local_storeops.token(binary, JWT_SECRET, role, sub, store=store, region=region)
 
 
 class Chain:
@@ -277,6 +188,16 @@ def make_fixtures(api: Api, chain: Chain, tokens: dict[str, str], role: str, n: 
     act(task(home["id"]), "complete")  # done
     act(task(home["id"]), "cancel", {"reason": "fuzz fixture"})  # cancelled
     task(foreign["id"])  # outside every store-bound role's scope
+    # Photo evidence: open tasks with a photo item (grants answer 201) and a done one with
+    # an attached photo (its evidence list has one, with presigned URLs).
+    photo_template = api.ok("POST", "/api/v1/task-templates", hq, {
+        "title": f"Fuzz photo checklist {tag}", "kind": "checklist",
+        "checklist": [{"key": PHOTO_ITEM, "label": "Shelf photo", "type": "photo", "required": True}],
+    })["id"]
+    for _ in range(2):
+        task(home["id"], template_id=photo_template, assignee_id=assignee)
+    photographed = task(home["id"], template_id=photo_template, assignee_id=assignee)
+    act(photographed, "complete", {"answers": {PHOTO_ITEM: {"evidence_id": upload_photo(api, hq, photographed["id"])}}})
     campaign = api.ok(
         "POST",
         "/api/v1/campaigns",
@@ -356,6 +277,13 @@ def make_fixtures(api: Api, chain: Chain, tokens: dict[str, str], role: str, n: 
         )["id"],
     ]
     cursors = issued_cursors(api, hq, home["id"], tasks[2], campaign["id"], announcements[0])
+    # The changes feed's tokens: one inside a first sync (its snapshot), one from the log.
+    feed = f"/api/v1/stores/{home['id']}/changes"
+    feed_tokens = [api.ok("GET", f"{feed}?limit=1", hq)["next_token"]]
+    page = api.ok("GET", f"{feed}?limit=200", hq)
+    while page["more"]:
+        page = api.ok("GET", f"{feed}?limit=200&since={page['next_token']}", hq)
+    feed_tokens.append(page["next_token"])
     if role == "regional_manager" or role == "hq":
         stores = [s["id"] for s in chain.region_stores] + [foreign["id"]]
         store_codes = [s["code"] for s in chain.region_stores]
@@ -375,8 +303,25 @@ def make_fixtures(api: Api, chain: Chain, tokens: dict[str, str], role: str, n: 
         "staff_ids": chain.associates[:5] + chain.managers[:2],
         "store_codes": store_codes,
         "region_codes": regions,
+        "feed_tokens": feed_tokens,
+        "item_keys": [PHOTO_ITEM],
         **cursors,
     }
+
+
+PHOTO_ITEM = "shelf_photo"
+
+
+def upload_photo(api: Api, token_value: str, task_id: str) -> str:
+    """A photo for the task's photo item, as the app sends it: a grant, then a PUT of
+    exactly the granted type and size to the object store. Returns the evidence id."""
+    photo = local_storeops.png()
+    grant = api.ok("POST", f"/api/v1/tasks/{task_id}/evidence", token_value,
+                   {"item_key": PHOTO_ITEM, "content_type": "image/png", "size_bytes": len(photo)})
+    status = local_storeops.put_upload(grant["upload"], photo)
+    if status != 200:
+        raise Failed(f"the object store answered {status} to a fixture's photo")
+    return grant["evidence_id"]
 
 
 # Each list's cursor encodes its own sort key: a cursor fits only the list that issued it.
@@ -541,6 +486,8 @@ def write_config(path: Path, *, token_value: str, mode: dict, seed: int, workers
         "path.date": ("closure_dates", 0.9),
         "query.assignee": ("staff_ids", 0.5),
         "query.region": ("region_codes", 0.9),
+        "query.since": ("feed_tokens", 1.0),
+        "body.item_key": ("item_keys", 0.9),
         "body.assignee_id": ("staff_ids", 1.0),
         "body.template_id": ("template_ids", 1.0),
         "body.store_code": ("store_codes", 1.0),
@@ -646,6 +593,58 @@ def collect(ndjson: Path, role: str) -> list[dict]:
     return found
 
 
+# Answers a run with every role must reach (method, path, status, a query parameter it
+# was sent with): the sync and photo paths of issue 28, which need real tokens, ETags and
+# photo items from the fixtures and hooks. A run that stops reaching one has stopped
+# testing it, and fails.
+REQUIRED_ANSWERS = [
+    ("GET", "/api/v1/stores/{store_id}/changes", 200, None),
+    ("GET", "/api/v1/stores/{store_id}/changes", 200, "since"),
+    ("GET", "/api/v1/stores/{store_id}/tasks", 304, None),
+    ("GET", "/api/v1/tasks/{task_id}", 304, None),
+    ("POST", "/api/v1/tasks/{task_id}/start", 409, None),
+    ("POST", "/api/v1/tasks/{task_id}/complete", 409, None),
+    ("POST", "/api/v1/tasks/{task_id}/evidence", 201, None),
+    ("GET", "/api/v1/tasks/{task_id}/evidence", 200, None),
+]
+
+
+def path_templates(document: dict) -> list[tuple[re.Pattern, str]]:
+    """Each path of the document as a regular expression matching its URLs."""
+    found = []
+    for template in document.get("paths", {}):
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        found.append((re.compile(f"^{pattern}$"), template))
+    return found
+
+
+def answers(ndjson: Path, templates: list[tuple[re.Pattern, str]]) -> set[tuple[str, str, int, frozenset[str]]]:
+    """(method, path template, status, query parameter names) of every answer in the run."""
+    found = set()
+    with open(ndjson, encoding="utf-8") as f:
+        for line in f:
+            finished = json.loads(line).get("ScenarioFinished")
+            if not finished:
+                continue
+            for interaction in ((finished.get("recorder") or {}).get("interactions") or {}).values():
+                request, response = interaction.get("request") or {}, interaction.get("response") or {}
+                url = urllib.parse.urlsplit(request.get("uri", ""))
+                template = next((t for pattern, t in templates if pattern.match(url.path)), None)
+                if template and response.get("status_code"):
+                    names = frozenset(urllib.parse.parse_qs(url.query, keep_blank_values=True))
+                    found.add((request.get("method", "").upper(), template, response["status_code"], names))
+    return found
+
+
+def unreached_answers(reached: set[tuple[str, str, int, frozenset[str]]]) -> list[str]:
+    return [
+        f"{method} {path} → {status}" + (f" with `{param}`" if param else "")
+        for method, path, status, param in REQUIRED_ANSWERS
+        if not any(m == method and p == path and s == status and (param is None or param in names)
+                   for m, p, s, names in reached)
+    ]
+
+
 def server_log_errors(log_path: Path) -> list[str]:
     """Distinct internal errors and panics the server logged (JSON lines)."""
     seen: dict[str, int] = collections.Counter()
@@ -737,10 +736,9 @@ def main() -> int:
 
     pid = os.getpid()
     db_name = f"storeops_fuzz_{pid}"
-    admin_url = os.environ["DATABASE_URL"]
-    db_url = with_database(admin_url, db_name)
+    db_url = with_database(os.environ["DATABASE_URL"], db_name)
     prefix = f"storeops-fuzz-{pid}"
-    drop_stale_databases(admin_url)
+    local_storeops.drop_stale_databases("storeops_fuzz_", log)
     server: Server | None = None
     started = time.monotonic()
     failures: list[dict] = []
@@ -754,34 +752,30 @@ def main() -> int:
     try:
         log(f"mode {args.mode}: max-examples {mode['max_examples']} per operation"
             + (f", {mode['max_time']} s per role" if mode["max_time"] else "") + f", seed {args.seed}")
-        psql(admin_url, f'CREATE DATABASE "{db_name}"')
-        env = dict(os.environ)
-        env.update(
-            DATABASE_URL=db_url,
-            AUTH_JWT_SECRET=JWT_SECRET,
-            AMQP_TOPOLOGY_PREFIX=prefix,
-            LOG_FORMAT="json",
+        env = local_storeops.run_env(
+            db_name, secret=JWT_SECRET, topology_prefix=prefix,
             RUST_LOG=os.environ.get("API_FUZZ_RUST_LOG", "warn"),
             # Webhooks the fuzzer creates may name any host; none is ever called (the
             # sender does not run), and with private targets allowed creation does no DNS.
             WEBHOOK_ALLOW_PRIVATE_NETWORKS="true",
-            # Belt and braces: any HTTP client that honours proxies goes nowhere.
+            # Belt and braces: any HTTP client that honours proxies goes nowhere, but for
+            # the object store's host (photo fixtures are checked there on completion).
             HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", ALL_PROXY="http://127.0.0.1:9",
-            NO_PROXY="", SCHEDULER_TICK_SECONDS="5",
+            NO_PROXY=urllib.parse.urlsplit(os.environ.get("S3_ENDPOINT", "")).hostname or "",
+            SCHEDULER_TICK_SECONDS="5",
         )
-        env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-        replicas = [u for u in os.environ.get("DATABASE_REPLICA_URLS", "").split(",") if u]
-        env["DATABASE_REPLICA_URLS"] = ",".join(with_database(u, db_name) for u in replicas)
-        for command in (["migrate", "up"], ["seed", "--stores", "20", "--days", "1"]):
-            subprocess.run([str(binary), *command], env=env, check=True, capture_output=True, timeout=300)
+        local_storeops.create_seeded_database(binary, env, db_name, stores=20, days=1)
         log(f"database {db_name} migrated and seeded (20 stores, 1 day)")
-        server = Server(binary, env, report_dir / "server.log")
+        server = Server(binary, env, report_dir / "server.log", ["--queues", QUEUES, "--concurrency", "4"])
         server.start()
         log(f"storeops all on {server.base} (admin :{server.admin_port}), topology prefix {prefix}")
         api = Api(server.base)
         hq = token(binary, "hq", "fuzz-hq@example.com")
         chain = Chain(api, hq)
-        text_keys = text_fields(json.loads(urllib.request.urlopen(f"{server.base}/openapi.json", timeout=30).read()))
+        document = json.loads(urllib.request.urlopen(f"{server.base}/openapi.json", timeout=30).read())
+        text_keys = text_fields(document)
+        templates = path_templates(document)
+        reached: set[tuple[str, str, int, frozenset[str]]] = set()
         tokens = {
             "hq": hq,
             "regional_manager": token(binary, "regional_manager", "fuzz-rm@example.com", region=chain.region),
@@ -801,6 +795,8 @@ def main() -> int:
             cursors = role_dir / "cursors.json"
             cursors.write_text(json.dumps({path: data.get(name, []) for name, (path, _) in LISTS.items()}))
             summary, found = run_schemathesis(server, config, role_dir, mode, role, cursors)
+            for ndjson in role_dir.glob("ndjson-*.ndjson"):
+                reached |= answers(ndjson, templates)
             per_role.append((role, summary))
             failures += found
             log(f"{role}: {summary.get('generated', 0)} cases in {summary.get('seconds', 0):.0f} s, "
@@ -825,6 +821,8 @@ def main() -> int:
                     "status": r.status, "response": r.body, "curl": api_attacks.curl(r.attack),
                 })
         cases = sum(summary.get("generated", 0) for _, summary in per_role)
+        if set(roles) == set(ROLES):
+            problems += [f"no case reached {unreached}" for unreached in unreached_answers(reached)]
         if mode.get("min_cases") and set(roles) == set(ROLES) and cases < mode["min_cases"]:
             problems.append(f"{args.mode} mode ran {cases} cases, fewer than its {mode['min_cases']}")
         lost = lost_ingests(db_url)
@@ -843,11 +841,8 @@ def main() -> int:
         if args.keep:
             log(f"kept database {db_name}")
         else:
-            try:
-                psql(admin_url, f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-            except Exception as e:  # noqa: BLE001 - cleanup goes on
-                log(f"could not drop {db_name}: {e}")
-        delete_queues(prefix)
+            local_storeops.drop_database(db_name, log)
+        local_storeops.delete_queues(prefix, log)
         shutil.rmtree(work, ignore_errors=True)
 
     problems += [f"server logged: {line}" for line in logged]
@@ -973,35 +968,6 @@ def print_summary(mode_name, per_role, failures, problems, seconds, report_dir) 
     print(f"-- reports: {report_dir} (failures.json has every request as a curl line)")
     passed = 0 if (failures or problems) else 1
     print(f"api-fuzz: {passed} passed, {1 - passed} failed")
-
-
-def drop_stale_databases(admin_url: str) -> None:
-    """Databases of earlier runs whose process is gone (an interrupted run)."""
-    try:
-        names = psql(admin_url, "SELECT datname FROM pg_database WHERE datname LIKE 'storeops\\_fuzz\\_%'").split()
-    except subprocess.CalledProcessError:
-        return
-    for name in names:
-        pid = name.rsplit("_", 1)[-1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            log(f"dropping stale {name}")
-            psql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def delete_queues(prefix: str) -> None:
-    """Best effort: the run's queues (rabbitmqctl, when this user may use it)."""
-    ctl = shutil.which("rabbitmqctl")
-    if not ctl:
-        return
-    try:
-        out = subprocess.run([ctl, "-q", "list_queues", "name"], capture_output=True, text=True, timeout=60)
-        names = [n for n in out.stdout.split() if n.startswith(prefix + ".")]
-        for name in names:
-            subprocess.run([ctl, "-q", "delete_queue", name], capture_output=True, timeout=60)
-        if names:
-            log(f"deleted {len(names)} queues {prefix}.*")
-    except (OSError, subprocess.TimeoutExpired):
-        pass
 
 
 if __name__ == "__main__":

@@ -37,8 +37,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-import zlib
 from datetime import datetime, timedelta, timezone
+
+from local_storeops import png, put_upload
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "dashboards"
@@ -161,29 +162,15 @@ CHECKLIST = [
 ELSEWHERE = {"url": "https://cdn.example.com/e.jpg", "content_type": "image/jpeg", "item_key": "entrance"}
 
 
-def png(width=48, height=32):
-    """A real PNG (grey), written with the standard library."""
-    rows = b"".join(b"\x00" + b"\x80\x80\x80" * width for _ in range(height))
-
-    def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
-
-
 def answers_with_photo(api, task, token):
     """The checklist's answers, its photo uploaded as the app does: a grant, then a PUT
     of exactly the granted type and size to the object store."""
     photo = png()
     grant, _ = api.call("POST", f"/api/v1/tasks/{task['id']}/evidence", token, 201,
                         {"item_key": "entrance", "content_type": "image/png", "size_bytes": len(photo)})
-    upload = urllib.request.Request(grant["upload"]["url"], data=photo, method="PUT")
-    for name, value in grant["upload"]["headers"].items():
-        upload.add_header(name, value)
-    with urllib.request.urlopen(upload, timeout=30) as answer:
-        if answer.status != 200:
-            raise Failure(f"the object store answered {answer.status} to the upload")
+    status = put_upload(grant["upload"], photo)
+    if status != 200:
+        raise Failure(f"the object store answered {status} to the upload")
     return {"answers": {"lights": True, "fridge_temp": 3.5, "entrance": {"evidence_id": grant["evidence_id"]}},
             "evidence": [ELSEWHERE]}
 ANDROID = "storeops-android/3.12.7 (Pixel 8)"

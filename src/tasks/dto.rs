@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 use uuid::Uuid;
 
 use super::{
@@ -12,6 +12,7 @@ use super::{
     repo::{self, TaskEventRow, TaskItemRow, TaskRow},
 };
 use crate::{
+    error::Problem,
     evidence::ContentType,
     ids::{CampaignId, EvidenceId, IngestId, StaffId, StoreId, TaskId, TaskKind, TemplateId},
     input::rules::{self, CrossFieldRules},
@@ -50,6 +51,45 @@ pub struct TaskDto {
     pub cancelled_at: Option<DateTime<Utc>>,
     /// Same value as the ETag header.
     pub version: i32,
+}
+
+/// The 409 of a task transition: a `Problem` whose `current` is the task as it is now
+/// (done, cancelled, or someone else's since the app last looked), so an app that was
+/// offline shows the conflict instead of retrying. The server writes it as any problem
+/// (`ApiError::ConflictWith`); this type states `current`'s shape for client generators.
+pub struct TaskConflict;
+
+impl utoipa::PartialSchema for TaskConflict {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{Ref, RefOr, schema::Schema};
+        let mut schema = Problem::schema();
+        if let RefOr::T(Schema::Object(problem)) = &mut schema {
+            problem.description = Some(
+                "A transition refused by the task's state (problem+json); `current` is the task \
+                 as it is now."
+                    .to_owned(),
+            );
+            problem.properties.insert(
+                "current".to_owned(),
+                RefOr::Ref(Ref::from_schema_name(TaskDto::name())),
+            );
+            problem.required.push("current".to_owned());
+        }
+        schema
+    }
+}
+
+impl ToSchema for TaskConflict {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((TaskDto::name().into(), TaskDto::schema()));
+        <TaskDto as ToSchema>::schemas(schemas);
+        <Problem as ToSchema>::schemas(schemas);
+    }
 }
 
 /// A task in the store task list; `GET /tasks/{id}` has the rest. The list writes it

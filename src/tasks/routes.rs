@@ -16,8 +16,8 @@ use super::{
     Action, TaskStatus,
     dto::{
         ChangesQuery, CompleteBody, EmptyBody, EvidenceGrantDto, EvidenceQuery, HistoryQuery,
-        NewComment, NewEvidence, NewTaskBody, ReasonBody, TaskDto, TaskEventDto, TaskItemDto,
-        TaskItemsQuery, TaskListQuery, TaskPatch, TaskSummaryDto,
+        NewComment, NewEvidence, NewTaskBody, ReasonBody, TaskConflict, TaskDto, TaskEventDto,
+        TaskItemDto, TaskItemsQuery, TaskListQuery, TaskPatch, TaskSummaryDto,
     },
     repo::{self, ListFilter},
     service::{self, IfMatch, TransitionRequest},
@@ -93,7 +93,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, ApiError> {
 /// A store's tasks by due time: the hottest read.
 #[utoipa::path(
     get, path = "/stores/{store_id}/tasks", tag = "tasks",
-    params(("store_id" = StoreId, Path, description = "The store's id"), TaskListQuery),
+    params(("store_id" = StoreId, Path, description = "The store's id"), TaskListQuery, IfNoneMatch),
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<TaskSummaryDto>, description = "The page, tagged with the store list's version", headers(("ETag" = String, description = "Send as If-None-Match to ask whether anything changed"))),
@@ -180,7 +180,7 @@ async fn create_task(
 /// One task, with its ETag.
 #[utoipa::path(
     get, path = "/tasks/{task_id}", tag = "tasks",
-    params(("task_id" = TaskId, Path, description = "The task's id")),
+    params(("task_id" = TaskId, Path, description = "The task's id"), IfNoneMatch),
     security(("bearer" = [])),
     responses(
         (status = 200, body = TaskDto, headers(("ETag" = String, description = "The task's version; send as If-None-Match or If-Match"))),
@@ -251,7 +251,7 @@ macro_rules! transition_route {
                 (status = 401, body = Problem, content_type = "application/problem+json"),
                 (status = 403, body = Problem, content_type = "application/problem+json"),
                 (status = 404, body = Problem, content_type = "application/problem+json"),
-                (status = 409, body = Problem, content_type = "application/problem+json", description = "Illegal in the task's current status, or the task was assigned to someone else; `current` is the task as it is now"),
+                (status = 409, body = TaskConflict, content_type = "application/problem+json", description = "Illegal in the task's current status, or the task was assigned to someone else; `current` is the task as it is now"),
                 (status = 412, body = Problem, content_type = "application/problem+json"),
             )
         )]

@@ -63,3 +63,60 @@ fn target_items_carry_their_patterns() {
         );
     }
 }
+
+/// An operation that can answer 304 takes `If-None-Match` as a documented header: a
+/// client generated from the document has no other way to send it (issue 28).
+#[test]
+fn conditional_reads_document_if_none_match() {
+    let document = openapi();
+    let mut conditional = Vec::new();
+    for (path, item) in document["paths"].as_object().into_iter().flatten() {
+        for (method, operation) in item.as_object().into_iter().flatten() {
+            if operation["responses"].get("304").is_none() {
+                continue;
+            }
+            conditional.push(format!("{method} {path}"));
+            let declared = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["in"] == "header" && p["name"] == "If-None-Match");
+            assert!(
+                declared,
+                "{method} {path} answers 304 without If-None-Match"
+            );
+        }
+    }
+    assert!(
+        conditional.contains(&"get /api/v1/stores/{store_id}/tasks".to_owned())
+            && conditional.contains(&"get /api/v1/tasks/{task_id}".to_owned()),
+        "{conditional:?}"
+    );
+}
+
+/// A transition's 409 states what it carries, the task as it is now (`TaskConflict`), so
+/// a generated client reads `current` as a task rather than as an untyped object.
+#[test]
+fn transition_conflicts_carry_the_task() {
+    let document = openapi();
+    let conflict = &document["components"]["schemas"]["TaskConflict"];
+    assert_eq!(
+        conflict["properties"]["current"]["$ref"],
+        "#/components/schemas/TaskDto"
+    );
+    assert!(
+        conflict["required"]
+            .as_array()
+            .is_some_and(|required| required.iter().any(|r| r == "current")),
+        "{conflict}"
+    );
+    for action in ["start", "complete", "approve", "redo", "cancel"] {
+        let answer = &document["paths"][format!("/api/v1/tasks/{{task_id}}/{action}")]["post"]["responses"]
+            ["409"];
+        assert_eq!(
+            answer["content"]["application/problem+json"]["schema"]["$ref"],
+            "#/components/schemas/TaskConflict",
+            "{action}"
+        );
+    }
+}
