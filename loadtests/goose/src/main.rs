@@ -93,6 +93,9 @@ struct Person {
     etag: Option<String>,
     /// The changes feed's `next_token` (none: the next sync is a first sync).
     sync_token: Option<String>,
+    /// The ETag of the last announcements read, and those still to acknowledge.
+    announcements_etag: Option<String>,
+    to_acknowledge: Vec<String>,
 }
 
 impl Person {
@@ -103,6 +106,8 @@ impl Person {
             seen: Vec::new(),
             etag: None,
             sync_token: None,
+            announcements_etag: None,
+            to_acknowledge: Vec::new(),
         }
     }
 }
@@ -143,6 +148,7 @@ impl Pace {
 
 static CAMPAIGNS: OnceLock<Pace> = OnceLock::new();
 static PRICE_BATCHES: OnceLock<Pace> = OnceLock::new();
+static ANNOUNCEMENTS: OnceLock<Pace> = OnceLock::new();
 
 async fn load_chain(base: &str, secret: &str) -> Result<Chain, String> {
     let client = reqwest::Client::new();
@@ -793,6 +799,96 @@ async fn campaign(user: &mut GooseUser) -> TransactionResult {
     .map(drop)
 }
 
+/// A chain-wide notice that every store must acknowledge, at a chain's pace (a few a
+/// day); otherwise the compliance report.
+async fn announcement(user: &mut GooseUser) -> TransactionResult {
+    if !ANNOUNCEMENTS.get().is_some_and(Pace::take) {
+        return compliance_report(user).await;
+    }
+    send(
+        user,
+        Call::new(
+            GooseMethod::Post,
+            "/api/v1/announcements".to_owned(),
+            "announce (every store)",
+            &[201],
+        )
+        .json(json!({
+            "title": "Recall: batch 4711 of the house yoghurt",
+            "body": "Take every pot of batch 4711 off the shelves and count them.",
+            "priority": "high",
+            "target": {"all": true},
+            "requires_ack": true,
+        }))
+        .checking(|body| {
+            if body["id"].is_string() {
+                Ok(())
+            } else {
+                Err("announcement: no id")
+            }
+        }),
+    )
+    .await
+    .map(drop)
+}
+
+/// The phone's announcements, conditionally (mostly 304); keeps those it must acknowledge.
+async fn poll_announcements(user: &mut GooseUser) -> TransactionResult {
+    let path = "/api/v1/me/announcements?limit=20".to_owned();
+    let call = match person(user).announcements_etag.clone() {
+        Some(etag) => Call::new(GooseMethod::Get, path, "poll announcements", &[304, 200])
+            .header("if-none-match", etag),
+        None => Call::new(GooseMethod::Get, path, "poll announcements", &[200]),
+    }
+    .checking(items);
+    let answer = send(user, call).await?;
+    if answer.status != 200 {
+        return Ok(());
+    }
+    let to_acknowledge = answer.body["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["requires_ack"] == true && a["acknowledged_at"].is_null())
+        .filter_map(|a| a["id"].as_str().map(str::to_owned))
+        .collect();
+    let person = user.get_session_data_unchecked_mut::<Person>();
+    person.announcements_etag = answer.etag;
+    person.to_acknowledge = to_acknowledge;
+    Ok(())
+}
+
+/// Acknowledges one announcement the phone holds (else polls them).
+async fn acknowledge(user: &mut GooseUser) -> TransactionResult {
+    let Some(id) = user
+        .get_session_data_unchecked_mut::<Person>()
+        .to_acknowledge
+        .pop()
+    else {
+        return poll_announcements(user).await;
+    };
+    send(
+        user,
+        Call::new(
+            GooseMethod::Post,
+            format!("/api/v1/announcements/{id}/acknowledge"),
+            "acknowledge announcement",
+            &[200],
+        )
+        .json(json!({}))
+        .idempotent()
+        .checking(|body| {
+            if body["acknowledged_at"].is_string() {
+                Ok(())
+            } else {
+                Err("acknowledge: no acknowledged_at")
+            }
+        }),
+    )
+    .await
+    .map(drop)
+}
+
 /// A 202 says where to follow the work.
 fn accepted(body: &Value) -> Result<(), &'static str> {
     if body["status_url"].is_string() && body["id"].is_string() {
@@ -918,10 +1014,12 @@ fn draw(weights: &[u32]) -> usize {
 }
 
 async fn store_phone(user: &mut GooseUser) -> TransactionResult {
-    match draw(&[120, 30, 4, 1]) {
+    match draw(&[120, 30, 15, 4, 1, 1]) {
         0 => poll_store_tasks(user).await,
         1 => sync_changes(user).await,
-        2 => open_task(user).await,
+        2 => poll_announcements(user).await,
+        3 => open_task(user).await,
+        4 => acknowledge(user).await,
         _ => work_on_task(user).await,
     }
 }
@@ -943,10 +1041,11 @@ async fn regional_manager(user: &mut GooseUser) -> TransactionResult {
 }
 
 async fn hq(user: &mut GooseUser) -> TransactionResult {
-    match draw(&[10, 2, 1]) {
+    match draw(&[10, 2, 1, 1]) {
         0 => compliance_report(user).await,
         1 => csv_export(user).await,
-        _ => campaign(user).await,
+        2 => campaign(user).await,
+        _ => announcement(user).await,
     }
 }
 
@@ -988,6 +1087,11 @@ async fn main() -> Result<(), GooseError> {
         "LOAD_PRICE_BATCH_EVERY",
         Duration::from_secs(60),
         Duration::from_secs(1800),
+    ));
+    let _ = ANNOUNCEMENTS.set(Pace::from_env(
+        "LOAD_ANNOUNCEMENT_EVERY",
+        Duration::from_secs(45),
+        Duration::from_secs(3600),
     ));
     let think = |min, max| (Duration::from_millis(min), Duration::from_millis(max));
     let (a_min, a_max) = think(500, 1500);
