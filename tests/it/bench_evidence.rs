@@ -199,8 +199,29 @@ async fn bench_photos_at_once() {
     }))
     .await;
 
-    // Everyone at once: grant, upload, complete.
+    // Everyone at once: grant, upload, complete; beside it, one prober sends `GET /me`
+    // one after another (what a request without evidence work meets in the burst).
     let started_all = Instant::now();
+    let burst_over = tokio_util::sync::CancellationToken::new();
+    let prober = tokio::spawn({
+        let (http, url, token, over) = (
+            http.clone(),
+            format!("{}/api/v1/me", api.http),
+            associates[0].token.clone(),
+            burst_over.clone(),
+        );
+        async move {
+            let mut latencies = Vec::new();
+            while !over.is_cancelled() {
+                let started = Instant::now();
+                let response = http.get(&url).bearer_auth(&token).send().await.expect("me");
+                assert_eq!(response.status(), 200);
+                latencies.push(started.elapsed());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            latencies
+        }
+    });
     let timings: Vec<Timings> = join_all(associates.iter().map(|a| {
         let http = http.clone();
         let photo = photo.clone();
@@ -245,6 +266,8 @@ async fn bench_photos_at_once() {
     }))
     .await;
     let requests_done = started_all.elapsed();
+    burst_over.cancel();
+    let me_in_burst = prober.await.expect("prober");
     eventually(Duration::from_secs(600), "every thumbnail made", || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM evidence WHERE state = 'processed'")
             .fetch_one(&db)
@@ -305,6 +328,7 @@ async fn bench_photos_at_once() {
         v
     };
     let me = sorted(me);
+    let me_in_burst = sorted(me_in_burst);
     let grants = sorted(timings.iter().map(|t| t.grant).collect());
     let uploads = sorted(timings.iter().map(|t| t.upload).collect());
     let completes = sorted(timings.iter().map(|t| t.complete).collect());
@@ -315,6 +339,7 @@ async fn bench_photos_at_once() {
          | measure | value |\n|---|---|\n\
          | grant p50 / p99 | {:.0} / **{:.0} ms** |\n\
          | baseline in the same run: `GET /me` at the same concurrency, p50 / p99 | {:.0} / {:.0} ms |\n\
+         | baseline in the same run: `GET /me` one at a time during the burst ({} requests), p50 / p99 | {:.0} / {:.0} ms |\n\
          | upload to the object store (presigned PUT) p50 / p99 | {:.0} / {:.0} ms |\n\
          | completion (HEAD, range read, attach) p50 / p99 | {:.0} / {:.0} ms |\n\
          | upload-to-thumbnail p50 / p99 / max | {:.1} / **{:.1}** / {:.1} s |\n\
@@ -328,6 +353,9 @@ async fn bench_photos_at_once() {
         ms(percentile(&grants, 0.99)),
         ms(percentile(&me, 0.5)),
         ms(percentile(&me, 0.99)),
+        me_in_burst.len(),
+        ms(percentile(&me_in_burst, 0.5)),
+        ms(percentile(&me_in_burst, 0.99)),
         ms(percentile(&uploads, 0.5)),
         ms(percentile(&uploads, 0.99)),
         ms(percentile(&completes, 0.5)),
