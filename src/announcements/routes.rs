@@ -179,7 +179,7 @@ async fn announcement_receipts_csv(
 /// their own receipts (associates and store managers).
 #[utoipa::path(
     get, path = "/me/announcements", tag = "announcements",
-    params(MyAnnouncementsQuery),
+    params(MyAnnouncementsQuery, IfNoneMatch),
     security(("bearer" = [])),
     responses(
         (status = 200, body = Page<MyAnnouncementDto>, description = "The page, tagged with the list's state", headers(("ETag" = String, description = "Send as If-None-Match to ask whether anything changed"))),

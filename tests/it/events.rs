@@ -202,7 +202,7 @@ async fn a_relay_killed_between_publish_and_mark_republishes_and_the_consumer_ab
         Duration::from_secs(15),
         "80 deliveries consumed",
         || async {
-            queue_depth(&channel, &topology.queue("audit")).await == 0
+            queue_depth(&connection, &topology.queue("audit")).await == 0
                 && sqlx::query_scalar::<_, i64>("SELECT count(*) FROM inbox")
                     .fetch_one(&db)
                     .await
@@ -260,14 +260,14 @@ async fn a_message_delivered_many_times_takes_effect_once() {
         Duration::from_secs(10),
         "all six deliveries settled",
         || async {
-            queue_depth(&channel, &topology.queue("audit")).await == 0 && effects(&db).await == 1
+            queue_depth(&connection, &topology.queue("audit")).await == 0 && effects(&db).await == 1
         },
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(effects(&db).await, 1);
     assert_eq!(
-        queue_depth(&channel, &topology.dead_queue("audit")).await,
+        queue_depth(&connection, &topology.dead_queue("audit")).await,
         0
     );
 
@@ -296,7 +296,7 @@ async fn an_always_failing_handler_backs_off_then_dead_letters_and_replay_redriv
     eventually(
         Duration::from_secs(20),
         "the message reaches .dead",
-        || async { queue_depth(&channel, &dead).await == 1 },
+        || async { queue_depth(&connection, &dead).await == 1 },
     )
     .await;
     {
@@ -329,7 +329,7 @@ async fn an_always_failing_handler_backs_off_then_dead_letters_and_replay_redriv
     eventually(
         Duration::from_secs(5),
         "list put the message back",
-        || async { queue_depth(&channel, &dead).await == 1 },
+        || async { queue_depth(&connection, &dead).await == 1 },
     )
     .await;
 
@@ -348,7 +348,7 @@ async fn an_always_failing_handler_backs_off_then_dead_letters_and_replay_redriv
         || async { effects(&db).await == 1 },
     )
     .await;
-    assert_eq!(queue_depth(&channel, &dead).await, 0);
+    assert_eq!(queue_depth(&connection, &dead).await, 0);
 
     // A permanent failure skips the delays.
     recorder.mode.store(ALWAYS_PERMANENT, Ordering::SeqCst);
@@ -361,7 +361,7 @@ async fn an_always_failing_handler_backs_off_then_dead_letters_and_replay_redriv
     eventually(
         Duration::from_secs(10),
         "permanent failure dead-lettered",
-        || async { queue_depth(&channel, &dead).await == 1 },
+        || async { queue_depth(&connection, &dead).await == 1 },
     )
     .await;
     assert_eq!(recorder.attempts.lock().expect("lock").len(), before + 1);

@@ -439,9 +439,9 @@ async fn an_ingest_whose_message_can_never_apply_fails_visibly() {
     assert_eq!(status["error_count"], 1, "{status}");
     let message = status["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("could not be processed"), "{status}");
-    let (connection, channel) = common::broker_channel().await;
+    let (connection, _) = common::broker_channel().await;
     eventually(Duration::from_secs(10), "dead-lettered once", || async {
-        common::queue_depth(&channel, &topology.dead_queue("ingest")).await == 1
+        common::queue_depth(&connection, &topology.dead_queue("ingest")).await == 1
     })
     .await;
     let _ = connection.close(200, "done".into()).await;

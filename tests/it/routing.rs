@@ -77,9 +77,9 @@ async fn every_emitted_routing_key_is_delivered_or_parked_and_the_outbox_drains(
         "every event was published on its first attempt"
     );
 
-    let (connection, channel) = broker_channel().await;
+    let (connection, _) = broker_channel().await;
     assert_eq!(
-        queue_depth(&channel, &topology.unrouted()).await as usize,
+        queue_depth(&connection, &topology.unrouted()).await as usize,
         unsubscribed.len(),
         "each event nobody subscribes to is parked once: {unsubscribed:?}"
     );
@@ -92,7 +92,7 @@ async fn every_emitted_routing_key_is_delivered_or_parked_and_the_outbox_drains(
             .filter(|key| patterns.iter().any(|p| topic_matches(p, key)))
             .count();
         assert_eq!(
-            queue_depth(&channel, &topology.queue(group)).await as usize,
+            queue_depth(&connection, &topology.queue(group)).await as usize,
             expected,
             "group {group} holds one message per key it subscribes to"
         );
@@ -131,9 +131,9 @@ async fn an_events_exchange_without_an_alternate_is_replaced() {
     let mut tx = db.begin().await.expect("begin");
     common::enqueue_raw(&mut tx, "nobody.listens", &serde_json::json!({})).await;
     tx.commit().await.expect("commit");
-    let (connection, channel) = broker_channel().await;
+    let (connection, _) = broker_channel().await;
     eventually(Duration::from_secs(20), "parked as unrouted", || async {
-        queue_depth(&channel, &topology.unrouted()).await == 1
+        queue_depth(&connection, &topology.unrouted()).await == 1
     })
     .await;
     let _ = connection.close(200, "done".into()).await;

@@ -291,12 +291,12 @@ async fn signed_deliveries_are_retried_until_the_receiver_accepts() {
 #[tokio::test]
 async fn a_receiver_that_keeps_failing_ends_in_the_dead_letter_queue() {
     let (app, receiver, topology, worker) = setup_delivery(vec![StatusCode::BAD_GATEWAY; 10]).await;
-    let (connection, channel) = broker_channel().await;
+    let (connection, _) = broker_channel().await;
     let dead = topology.dead_queue("webhook-deliveries");
     eventually(
         Duration::from_secs(20),
         "the delivery is dead-lettered",
-        || async { queue_depth(&channel, &dead).await == 1 },
+        || async { queue_depth(&connection, &dead).await == 1 },
     )
     .await;
     assert_eq!(

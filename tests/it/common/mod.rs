@@ -599,8 +599,13 @@ pub async fn broker_channel() -> (lapin::Connection, lapin::Channel) {
 }
 
 /// Messages waiting in `queue` (passive declare).
-pub async fn queue_depth(channel: &lapin::Channel, queue: &str) -> u32 {
-    channel
+pub async fn queue_depth(connection: &lapin::Connection, queue: &str) -> u32 {
+    // A channel of its own per look: a passive declare of a queue that does not exist
+    // yet (the worker declares its topology as it starts) closes the channel it ran on.
+    let Ok(channel) = connection.create_channel().await else {
+        return u32::MAX;
+    };
+    let depth = channel
         .queue_declare(
             queue.into(),
             lapin::options::QueueDeclareOptions {
@@ -611,7 +616,9 @@ pub async fn queue_depth(channel: &lapin::Channel, queue: &str) -> u32 {
         )
         .await
         .map(|q| q.message_count())
-        .unwrap_or(u32::MAX)
+        .unwrap_or(u32::MAX);
+    let _ = channel.close(200, "done".into()).await;
+    depth
 }
 
 /// Every consumer group of the production worker (a worker consuming some of them
