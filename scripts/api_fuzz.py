@@ -343,6 +343,10 @@ LISTS = {
 ASYNCHRONOUS = ("cursor_campaign_stores", "cursor_announcement_stores")
 
 
+# The key of the feed's tokens in the cursors file the hooks read (not an operation path).
+FEED_TOKENS_KEY = "since"
+
+
 def issued_cursors(api: Api, hq: str, home: str, task: str, campaign: str, announcement: str) -> dict[str, list[str]]:
     """Real `next_cursor` values of every list (a schema cannot describe "a cursor we issued")."""
     found: dict[str, list[str]] = {}
@@ -793,7 +797,9 @@ def main() -> int:
             write_config(config, token_value=tokens[role], mode=mode, seed=args.seed, workers=args.workers, data=data,
                          text_keys=text_keys)
             cursors = role_dir / "cursors.json"
-            cursors.write_text(json.dumps({path: data.get(name, []) for name, (path, _) in LISTS.items()}))
+            issued = {path: data.get(name, []) for name, (path, _) in LISTS.items()}
+            issued[FEED_TOKENS_KEY] = data.get("feed_tokens", [])
+            cursors.write_text(json.dumps(issued))
             summary, found = run_schemathesis(server, config, role_dir, mode, role, cursors)
             for ndjson in role_dir.glob("ndjson-*.ndjson"):
                 reached |= answers(ndjson, templates)

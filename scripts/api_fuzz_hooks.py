@@ -14,6 +14,10 @@ express, and change nothing else:
   list issued, passed to a different list, is replaced by one this list issued (or
   dropped when it has none). Cursors nobody issued (the generator's own) are left alone.
   API_FUZZ_CURSORS names a JSON file {operation path: [cursors]} of the fixtures' ones.
+- since: an app continues the changes feed from a token the feed gave it. The parameter
+  is bound to the fixtures' tokens, but the coverage phase draws its own values (`0`)
+  past that binding; any `since` the feed did not issue is replaced by one it did (the
+  file's "since" entry). A made-up token's 422 is tested in tests/it/sync.rs.
 - If-None-Match: a client sends back the ETag a URL gave it, which the generator cannot
   know. Every other If-None-Match the generator draws is replaced by the last ETag that
   URL answered (when it answered one), so 304s are reached as well as the generator's
@@ -93,6 +97,14 @@ def _unique_idempotency_key(case) -> None:
             _first_request[fresh] = fingerprint
             headers[name] = fresh
             case.headers = headers
+
+
+def _issued_since(case) -> None:
+    query = case.query or {}
+    tokens = _issued.get("since", [])
+    if "since" in query and tokens and query["since"] not in tokens:
+        query["since"] = tokens[next(_etag_turns) % len(tokens)]
+        case.query = query
 
 
 def _own_cursor(case) -> None:
@@ -185,6 +197,7 @@ def filter_failure(context, failure, case, response):
 def before_call(context, case, kwargs):
     _unique_idempotency_key(case)
     _own_cursor(case)
+    _issued_since(case)
     _known_etag(case)
 
 
