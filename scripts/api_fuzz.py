@@ -26,6 +26,11 @@ project's virtualenv). What one run does:
   7. a summary (cases, failures by check and operation), reports under --report-dir,
      and the exit code: 0 only when nothing failed.
 
+With --lanes N (default 2), the roles are dealt to N runs of this script at once, each
+doing 1-6 for its roles with its own database, server and prefix (the attacks in the last
+lane); the answers every run must reach are checked over all of them, and one summary is
+printed.
+
 Processes, the database and the broker queues it made are removed at the end.
 """
 
@@ -705,6 +710,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=int(os.environ.get("API_FUZZ_SEED", "20261202")))
     parser.add_argument("--roles", default=os.environ.get("API_FUZZ_ROLES", ",".join(ROLES)))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("API_FUZZ_WORKERS", "2")))
+    parser.add_argument("--lanes", type=int, default=int(os.environ.get("API_FUZZ_LANES", "2")),
+                        help="run the roles in this many lanes at once, each with its own server and database")
+    parser.add_argument("--lane-result", help=argparse.SUPPRESS)  # a lane's results, for the run that started it
     parser.add_argument("--max-examples", type=int, help="override the mode's per-operation bound")
     parser.add_argument("--max-time", type=int, help="override the mode's seconds per role")
     parser.add_argument("--continue-on-failure", action="store_true",
@@ -729,10 +737,14 @@ def main() -> int:
     for var in ("DATABASE_URL", "AMQP_URL"):
         if not os.environ.get(var):
             parser.error(f"{var} is not set (run through scripts/test-api-fuzz)")
+    if args.lanes < 1:
+        parser.error("--lanes must be at least 1")
 
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     report_dir = Path(args.report_dir or ROOT / "target" / "api-fuzz" / f"{args.mode}-{stamp}")
     report_dir.mkdir(parents=True, exist_ok=True)
+    if args.lanes > 1 and len(roles) > 1:
+        return run_lanes(args, roles, report_dir)
     work = Path(tempfile.mkdtemp(prefix="storeops-api-fuzz-"))
     # A private copy: the binary may be rebuilt while this runs.
     binary = work / "storeops"
@@ -748,6 +760,7 @@ def main() -> int:
     failures: list[dict] = []
     per_role: list[tuple[str, dict]] = []
     problems: list[str] = []
+    reached: set[tuple[str, str, int, frozenset[str]]] = set()
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -779,7 +792,6 @@ def main() -> int:
         document = json.loads(urllib.request.urlopen(f"{server.base}/openapi.json", timeout=30).read())
         text_keys = text_fields(document)
         templates = path_templates(document)
-        reached: set[tuple[str, str, int, frozenset[str]]] = set()
         tokens = {
             "hq": hq,
             "regional_manager": token(binary, "regional_manager", "fuzz-rm@example.com", region=chain.region),
@@ -787,7 +799,8 @@ def main() -> int:
             "associate": token(binary, "associate", chain.associates[0], store=chain.home["id"]),
             "integration": token(binary, "integration", "fuzz-erp"),
         }
-        for n, role in enumerate(roles):
+        for role in roles:
+            n = ROLES.index(role)
             if not server.alive():
                 raise Failed(f"storeops all died (exit {server.proc.returncode}); see {server.log_path}")
             data = make_fixtures(api, chain, tokens, role, n)
@@ -852,6 +865,76 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     problems += [f"server logged: {line}" for line in logged]
+    if args.lane_result:
+        Path(args.lane_result).write_text(json.dumps({
+            "per_role": per_role, "failures": failures, "problems": problems,
+            "reached": [[m, p, s, sorted(names)] for m, p, s, names in reached],
+        }, default=str))
+    write_failures(report_dir, failures, problems, per_role)
+    print_summary(args.mode, per_role, failures, problems, time.monotonic() - started, report_dir)
+    return 1 if failures or problems else 0
+
+
+def run_lanes(args, roles: list[str], report_dir: Path) -> int:
+    """The roles dealt round-robin to lanes that run at once, each a run of this script
+    with its own database, server and broker prefix (so no lane's cases touch another's
+    fixtures), the hand-made attacks in the lane with the fewest roles; then the checks
+    that need every role's answers, and one summary. One Schemathesis process is bound to
+    about one core by Python, so two lanes use both cores of a 2-core machine."""
+    lanes = [roles[i::args.lanes] for i in range(min(args.lanes, len(roles)))]
+    started = time.monotonic()
+    children = []
+    for k, lane_roles in enumerate(lanes):
+        lane_dir = report_dir / f"lane-{k + 1}"
+        lane_dir.mkdir(exist_ok=True)
+        cmd = [sys.executable, __file__, "--mode", args.mode, "--bin", args.bin, "--seed", str(args.seed),
+               "--roles", ",".join(lane_roles), "--workers", str(args.workers), "--lanes", "1",
+               "--report-dir", str(lane_dir), "--lane-result", str(lane_dir / "lane.json")]
+        if args.max_examples:
+            cmd += ["--max-examples", str(args.max_examples)]
+        if args.max_time:
+            cmd += ["--max-time", str(args.max_time)]
+        if args.continue_on_failure:
+            cmd.append("--continue-on-failure")
+        if args.keep:
+            cmd.append("--keep")
+        if args.no_attacks or k != len(lanes) - 1:
+            cmd.append("--no-attacks")
+        log(f"lane {k + 1}: {', '.join(lane_roles)} (log: {lane_dir / 'lane.log'})")
+        out = open(lane_dir / "lane.log", "w")
+        children.append((k, lane_dir, out, subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)))
+
+    per_role: list[tuple[str, dict]] = []
+    failures: list[dict] = []
+    problems: list[str] = []
+    reached: set[tuple[str, str, int, frozenset[str]]] = set()
+    try:
+        for k, lane_dir, out, child in children:
+            code = child.wait()
+            out.close()
+            log(f"lane {k + 1} finished (exit {code}):")
+            sys.stderr.write("".join(f"   {line}" for line in (lane_dir / "lane.log").read_text(errors="replace")
+                                     .splitlines(keepends=True)))
+            try:
+                result = json.loads((lane_dir / "lane.json").read_text())
+            except (OSError, ValueError):
+                problems.append(f"lane {k + 1} left no results (exit {code}); see {lane_dir / 'lane.log'}")
+                continue
+            per_role += [(role, summary) for role, summary in result["per_role"]]
+            failures += result["failures"]
+            problems += [f"lane {k + 1}: {p}" for p in result["problems"]]
+            reached |= {(m, p, s, frozenset(names)) for m, p, s, names in result["reached"]}
+    except KeyboardInterrupt:
+        for _, _, _, child in children:
+            child.terminate()
+        raise
+    per_role.sort(key=lambda item: ROLES.index(item[0]))
+    cases = sum(summary.get("generated", 0) for _, summary in per_role)
+    if set(roles) == set(ROLES):
+        problems += [f"no case reached {unreached}" for unreached in unreached_answers(reached)]
+        minimum = MODES[args.mode].get("min_cases")
+        if minimum and cases < minimum:
+            problems.append(f"{args.mode} mode ran {cases} cases, fewer than its {minimum}")
     write_failures(report_dir, failures, problems, per_role)
     print_summary(args.mode, per_role, failures, problems, time.monotonic() - started, report_dir)
     return 1 if failures or problems else 0
