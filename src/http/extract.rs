@@ -178,6 +178,11 @@ pub struct IfNoneMatch {
 }
 
 impl IfNoneMatch {
+    /// Whether the request sent no `If-None-Match` at all.
+    pub fn is_absent(&self) -> bool {
+        !self.any && self.tags.is_empty()
+    }
+
     /// Whether a representation tagged `etag` (`"…"`) is one the client has.
     pub fn matches(&self, etag: &str) -> bool {
         self.any

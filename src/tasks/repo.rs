@@ -94,6 +94,7 @@ pub struct TaskSummaryRow {
 /// The columns of [`TaskSummaryRow`], in the order its `FromRow` reads them.
 const SUMMARY_COLUMNS: &str = "id, store_id, kind, source, title, status, priority, assignee_id,
     review_required, due_at, template_id, campaign_id, completed_at, row_version";
+const SUMMARY_COLUMN_COUNT: usize = 14;
 
 /// By position, without sqlx's per-value type check: the list decodes up to 200 rows of
 /// 14 columns a request, and the name lookups and type checks were a fifth of the
@@ -134,21 +135,27 @@ fn timestamptz(micros: i64) -> Result<DateTime<Utc>, sqlx::Error> {
         .ok_or_else(|| sqlx::Error::Decode(format!("timestamp out of range: {micros}").into()))
 }
 
-/// The store task list: one indexed query on `tasks` alone (the store's scope was
-/// checked already), keyset on (due_at, id).
+/// The store task list: one indexed query on `tasks` (the store's scope was checked
+/// already), keyset on (due_at, id), with the store's list version read in the same
+/// statement: one round trip, and the version is exactly that of the rows (one
+/// snapshot), so a tag never names content older than itself.
 pub async fn list_for_store(
     db: &PgPool,
     store: StoreId,
     filter: &ListFilter,
     after: Option<(DateTime<Utc>, TaskId)>,
     limit: i64,
-) -> Result<Vec<TaskSummaryRow>, sqlx::Error> {
+) -> Result<(i64, Vec<TaskSummaryRow>), sqlx::Error> {
     // Only the filters given become predicates, so each combination is its own prepared
     // statement whose generic plan is as good as a custom one: PostgreSQL plans it once
     // per connection. One statement with `$n IS NULL OR …` for every filter had no good
     // generic plan and was planned afresh on every request (most of its cost).
-    let mut query = QueryBuilder::<Postgres>::new("SELECT ");
+    // The version's one-row side joins the page, so an empty page still brings it (a
+    // row of NULL task columns); the task columns come first, as `FromRow` reads them.
+    let mut query = QueryBuilder::<Postgres>::new("SELECT t.*, v.version FROM (SELECT COALESCE((");
+    query.push(super::sync::STORE_VERSION).push_bind(store);
     query
+        .push("), 0) AS version) v LEFT JOIN LATERAL (SELECT ")
         .push(SUMMARY_COLUMNS)
         .push(" FROM tasks WHERE store_id = ");
     query.push_bind(store);
@@ -182,8 +189,21 @@ pub async fn list_for_store(
             .push_bind(id)
             .push(")");
     }
-    query.push(" ORDER BY due_at, id LIMIT ").push_bind(limit);
-    query.build_query_as().fetch_all(db).await
+    query
+        .push(" ORDER BY due_at, id LIMIT ")
+        .push_bind(limit)
+        .push(") t ON true ORDER BY t.due_at, t.id");
+    let rows = query.build().fetch_all(db).await?;
+    let version = match rows.first() {
+        Some(row) => row.try_get::<i64, _>(SUMMARY_COLUMN_COUNT)?,
+        None => return Err(sqlx::Error::RowNotFound),
+    };
+    let tasks = rows
+        .iter()
+        .filter(|row| matches!(row.try_get::<Option<uuid::Uuid>, _>(0), Ok(Some(_))))
+        .map(<TaskSummaryRow as sqlx::FromRow<PgRow>>::from_row)
+        .collect::<Result<_, _>>()?;
+    Ok((version, tasks))
 }
 
 /// The synced view of a store (its unfinished work; with an assignee, theirs and the

@@ -61,6 +61,11 @@ where
         .routes(routes!(store_changes))
 }
 
+/// The store task list's ETag: its store's list version.
+fn list_etag(version: i64) -> String {
+    format!("\"s{version}\"")
+}
+
 /// The task with its ETag header.
 fn with_etag(status: StatusCode, task: TaskDto) -> Response {
     tagged(&task_etag(&task), (status, Json(task)))
@@ -138,13 +143,17 @@ async fn list_store_tasks(
         kind: query.kind,
         due_before: query.due_before,
     };
-    // The version first, then the list: a write between the two gives an older tag on
-    // newer content (the next poll fetches again), never the reverse.
-    let etag = format!("\"s{}\"", service::list_version(&db, store.id).await?);
-    if known.matches(&etag) {
-        return Ok(not_modified(&etag));
+    // A conditional poll reads the version alone first, and a match ends it there (no
+    // list query); otherwise the list brings its own version, read with its rows.
+    if !known.is_absent() {
+        let etag = list_etag(service::list_version(&db, store.id).await?);
+        if known.matches(&etag) {
+            return Ok(not_modified(&etag));
+        }
     }
-    let rows = repo::list_for_store(&db, store.id, &filter, page.after, page.fetch_limit()).await?;
+    let (version, rows) =
+        repo::list_for_store(&db, store.id, &filter, page.after, page.fetch_limit()).await?;
+    let etag = list_etag(version);
     let page = page
         .page(rows, |row| (row.due_at, row.id))
         .map(TaskSummaryDto::from);

@@ -24,9 +24,12 @@ use super::{TaskStatus, dto::TaskSummaryDto, repo};
 use crate::ids::{StaffId, StoreId, TaskId};
 
 /// The version of a store's task lists: any change of its tasks or staff bumps it.
+/// The store's list version, but for the store id that ends it (0 before its first write).
+pub(super) const STORE_VERSION: &str = "SELECT version FROM store_versions WHERE store_id = ";
+
 pub async fn store_version(db: &PgPool, store: StoreId) -> Result<i64, sqlx::Error> {
     Ok(
-        sqlx::query_scalar("SELECT version FROM store_versions WHERE store_id = $1")
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{STORE_VERSION}$1")))
             .bind(store)
             .fetch_optional(db)
             .await?
