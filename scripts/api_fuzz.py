@@ -748,6 +748,12 @@ def main() -> int:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     report_dir = Path(args.report_dir or ROOT / "target" / "api-fuzz" / f"{args.mode}-{stamp}")
     report_dir.mkdir(parents=True, exist_ok=True)
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # SIGTERM (make test's end, a CI cancel) unwinds like ^C: lanes stop, servers stop,
+    # databases and queues are removed.
+    signal.signal(signal.SIGTERM, on_signal)
     if args.lanes > 1 and len(roles) > 1:
         return run_lanes(args, roles, report_dir)
     work = Path(tempfile.mkdtemp(prefix="storeops-api-fuzz-"))
@@ -766,11 +772,6 @@ def main() -> int:
     per_role: list[tuple[str, dict]] = []
     problems: list[str] = []
     reached: set[tuple[str, str, int, frozenset[str]]] = set()
-
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
     try:
         log(f"mode {args.mode}: max-examples {mode['max_examples']} per operation"
             + (f", {mode['max_time']} s per role" if mode["max_time"] else "") + f", seed {args.seed}")
@@ -844,11 +845,7 @@ def main() -> int:
                     "check": "hand-made attack", "code": None, "title": r.attack.name, "message": r.verdict,
                     "status": r.status, "response": r.body, "curl": api_attacks.curl(r.attack),
                 })
-        cases = sum(summary.get("generated", 0) for _, summary in per_role)
-        if set(roles) == set(ROLES):
-            problems += [f"no case reached {unreached}" for unreached in unreached_answers(reached)]
-        if mode.get("min_cases") and set(roles) == set(ROLES) and cases < mode["min_cases"]:
-            problems.append(f"{args.mode} mode ran {cases} cases, fewer than its {mode['min_cases']}")
+        problems += whole_run_problems(args.mode, roles, per_role, reached)
         lost = lost_ingests(db_url)
         problems += [f"ingest accepted (202) but never finished: {row}" for row in lost]
         if not server.alive():
@@ -880,6 +877,19 @@ def main() -> int:
     return 1 if failures or problems else 0
 
 
+def whole_run_problems(mode_name: str, roles: list[str], per_role, reached) -> list[str]:
+    """What only a run of every role can tell: an answer no case reached, and (long mode)
+    fewer cases than the mode promises."""
+    if set(roles) != set(ROLES):
+        return []
+    problems = [f"no case reached {unreached}" for unreached in unreached_answers(reached)]
+    cases = sum(summary.get("generated", 0) for _, summary in per_role)
+    minimum = MODES[mode_name].get("min_cases")
+    if minimum and cases < minimum:
+        problems.append(f"{mode_name} mode ran {cases} cases, fewer than its {minimum}")
+    return problems
+
+
 def deal(roles: list[str], n: int, attacks: bool) -> list[list[str]]:
     """The roles in n lanes, none empty, so that the longest lane is as short as can be
     (at most 5 roles: every way is tried); the attacks count in the last lane."""
@@ -899,7 +909,7 @@ def deal(roles: list[str], n: int, attacks: bool) -> list[list[str]]:
 def run_lanes(args, roles: list[str], report_dir: Path) -> int:
     """The roles dealt by their cost to lanes that run at once, each a run of this script
     with its own database, server and broker prefix (so no lane's cases touch another's
-    fixtures), the hand-made attacks in the lane with the fewest roles; then the checks
+    fixtures), the hand-made attacks in the last lane (which `deal` counts them in); then the checks
     that need every role's answers, and one summary. One Schemathesis process is bound to
     about one core by Python, so two lanes use both cores of a 2-core machine."""
     lanes = deal(roles, min(args.lanes, len(roles)), attacks=not args.no_attacks)
@@ -950,12 +960,7 @@ def run_lanes(args, roles: list[str], report_dir: Path) -> int:
             child.terminate()
         raise
     per_role.sort(key=lambda item: ROLES.index(item[0]))
-    cases = sum(summary.get("generated", 0) for _, summary in per_role)
-    if set(roles) == set(ROLES):
-        problems += [f"no case reached {unreached}" for unreached in unreached_answers(reached)]
-        minimum = MODES[args.mode].get("min_cases")
-        if minimum and cases < minimum:
-            problems.append(f"{args.mode} mode ran {cases} cases, fewer than its {minimum}")
+    problems += whole_run_problems(args.mode, roles, per_role, reached)
     write_failures(report_dir, failures, problems, per_role)
     print_summary(args.mode, per_role, failures, problems, time.monotonic() - started, report_dir)
     return 1 if failures or problems else 0

@@ -198,12 +198,13 @@ def the_day(day: Day, base: str, binary: Path) -> None:
     after = list_store_tasks.sync_detailed(store.id, client=app, limit=200, if_none_match=etag)
     day.answer(after, 200, "a poll with the old ETag after the start")
     day.check(after.headers.get("etag") not in ("", etag), "the list has a new ETag")
-    token, changed, removed = sync_until(day, app, store.id, me, token, "sync after the start",
-                                         lambda changed, _: tills.id in changed and changed[tills.id].status == TaskStatus.IN_PROGRESS)
+    def started_arrived(changed: dict[UUID, Any], _removed: dict[UUID, str]) -> bool:
+        return tills.id in changed and changed[tills.id].status == TaskStatus.IN_PROGRESS
+
+    token, changed, removed = sync_until(day, app, store.id, me, token, "sync after the start", started_arrived)
     # (Removals of tasks the app never held may come too, when a transaction older than the
     # first sync's token delayed the seed's changes: the app ignores them.)
-    day.check(tills.id in changed and changed[tills.id].status == TaskStatus.IN_PROGRESS
-              and not removed.keys() & {tills.id, shelves.id, fridges.id},
+    day.check(started_arrived(changed, removed) and not removed.keys() & {tills.id, shelves.id, fridges.id},
               "the feed brings the started task")
 
     # 5. Complete with an Idempotency-Key; the app resends it after reconnecting.

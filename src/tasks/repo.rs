@@ -152,9 +152,10 @@ pub async fn list_for_store(
     // generic plan and was planned afresh on every request (most of its cost).
     // The version's one-row side joins the page, so an empty page still brings it (a
     // row of NULL task columns); the task columns come first, as `FromRow` reads them.
+    // The store is the first value bound, so the version's `$1` is the store too.
     let mut query = QueryBuilder::<Postgres>::new("SELECT t.*, v.version FROM (SELECT COALESCE((");
-    query.push(super::sync::STORE_VERSION).push_bind(store);
     query
+        .push(super::sync::STORE_VERSION)
         .push("), 0) AS version) v LEFT JOIN LATERAL (SELECT ")
         .push(SUMMARY_COLUMNS)
         .push(" FROM tasks WHERE store_id = ");
@@ -194,15 +195,17 @@ pub async fn list_for_store(
         .push_bind(limit)
         .push(") t ON true ORDER BY t.due_at, t.id");
     let rows = query.build().fetch_all(db).await?;
-    let version = match rows.first() {
-        Some(row) => row.try_get::<i64, _>(SUMMARY_COLUMN_COUNT)?,
-        None => return Err(sqlx::Error::RowNotFound),
-    };
-    let tasks = rows
-        .iter()
-        .filter(|row| matches!(row.try_get::<Option<uuid::Uuid>, _>(0), Ok(Some(_))))
-        .map(<TaskSummaryRow as sqlx::FromRow<PgRow>>::from_row)
-        .collect::<Result<_, _>>()?;
+    let version = rows
+        .first()
+        .ok_or(sqlx::Error::RowNotFound)?
+        .try_get::<i64, _>(SUMMARY_COLUMN_COUNT)?;
+    let mut tasks = Vec::with_capacity(rows.len());
+    for row in &rows {
+        // The one row of an empty page has no task.
+        if row.try_get::<Option<TaskId>, _>(0)?.is_some() {
+            tasks.push(<TaskSummaryRow as sqlx::FromRow<PgRow>>::from_row(row)?);
+        }
+    }
     Ok((version, tasks))
 }
 

@@ -23,18 +23,17 @@ use utoipa::ToSchema;
 use super::{TaskStatus, dto::TaskSummaryDto, repo};
 use crate::ids::{StaffId, StoreId, TaskId};
 
-/// The version of a store's task lists: any change of its tasks or staff bumps it.
-/// The store's list version, but for the store id that ends it (0 before its first write).
-pub(super) const STORE_VERSION: &str = "SELECT version FROM store_versions WHERE store_id = ";
+/// The statement of [`store_version`], the store `$1` (no row before its first write);
+/// the store task list reads it inside its own statement, whose `$1` is the store too.
+pub(super) const STORE_VERSION: &str = "SELECT version FROM store_versions WHERE store_id = $1";
 
+/// The version of a store's task lists: any change of its tasks or staff bumps it.
 pub async fn store_version(db: &PgPool, store: StoreId) -> Result<i64, sqlx::Error> {
-    Ok(
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{STORE_VERSION}$1")))
-            .bind(store)
-            .fetch_optional(db)
-            .await?
-            .unwrap_or(0),
-    )
+    Ok(sqlx::query_scalar(STORE_VERSION)
+        .bind(store)
+        .fetch_optional(db)
+        .await?
+        .unwrap_or(0))
 }
 
 /// Where a feed reader is.
