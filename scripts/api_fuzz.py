@@ -956,8 +956,14 @@ def run_lanes(args, roles: list[str], report_dir: Path) -> int:
             problems += [f"lane {k + 1}: {p}" for p in result["problems"]]
             reached |= {(m, p, s, frozenset(names)) for m, p, s, names in result["reached"]}
     except KeyboardInterrupt:
+        # Each lane stops its server and removes its database and queues; wait for that.
         for _, _, _, child in children:
             child.terminate()
+        for _, _, _, child in children:
+            try:
+                child.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                child.kill()
         raise
     per_role.sort(key=lambda item: ROLES.index(item[0]))
     problems += whole_run_problems(args.mode, roles, per_role, reached)
